@@ -1,0 +1,1 @@
+"""World model: config presets, encoders, predictor, SIGReg, checkpoints (torch only)."""

@@ -1,0 +1,1 @@
+"""Latent MPC: the CEM solver and receding-horizon state (torch only)."""

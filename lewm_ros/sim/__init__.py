@@ -1,0 +1,1 @@
+"""Simulated worlds with a Gymnasium-style API (no ROS runtime)."""

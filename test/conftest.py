@@ -1,0 +1,18 @@
+"""Test-session environment: isolated ROS graph, logs in the work tree, headless MuJoCo.
+
+Set here, before any test module imports rclpy or mujoco, so nobody sets them by hand.
+Child processes started by tests inherit them.
+"""
+
+import os
+import random
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+# A per-run domain keeps concurrent runs on one machine from seeing each other.
+os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
+os.environ['ROS_LOG_DIR'] = str(_ROOT / 'log' / 'test')
+os.environ['MUJOCO_GL'] = 'egl'
+os.environ.setdefault('OMP_NUM_THREADS', '2')
