@@ -1,0 +1,131 @@
+"""Self-describing, pickle-free checkpoints.
+
+One safetensors file holds the weights (``model.*``) and the action normalisation statistics
+(``action.mean``, ``action.std``); its string metadata holds the model config, image size,
+frameskip and a free-form JSON dict. Loading never unpickles anything, and every failure is one
+``CheckpointError`` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+from .world_model import WorldModel
+
+FORMAT = 'lewm_ros.checkpoint.v1'
+_PICKLE_MAGIC = (b'PK\x03\x04', b'\x80')  # torch.save zip archive, raw pickle protocol >= 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used, with the file and the reason in the message."""
+
+
+@dataclass
+class Checkpoint:
+    model: WorldModel
+    action_mean: np.ndarray  # (A,) per raw action dimension
+    action_std: np.ndarray  # (A,)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.cfg
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, 'rb') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: WorldModel,
+    action_mean,
+    action_std,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    path = Path(path)
+    cfg = model.cfg
+    action_mean = np.asarray(action_mean, dtype=np.float32).reshape(-1)
+    action_std = np.asarray(action_std, dtype=np.float32).reshape(-1)
+    if action_mean.shape != (cfg.action_dim,) or action_std.shape != (cfg.action_dim,):
+        raise ValueError(f'action statistics must have shape ({cfg.action_dim},)')
+    tensors = {f'model.{k}': v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors['action.mean'] = torch.from_numpy(action_mean)
+    tensors['action.std'] = torch.from_numpy(action_std)
+    header = {
+        'format': FORMAT,
+        'config': json.dumps(cfg.to_dict()),
+        'image_size': str(cfg.image_size),
+        'frameskip': str(cfg.frameskip),
+        'metadata': json.dumps(metadata or {}),
+    }
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Checkpoint:
+    path = Path(path)
+
+    def fail(problem: str) -> CheckpointError:
+        return CheckpointError(f'cannot load checkpoint {path}: {problem}')
+
+    if not path.is_file():
+        raise fail('no such file')
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if head.startswith(_PICKLE_MAGIC):
+        raise fail('this is a pickle / torch.save file; lewm_ros never unpickles (expected safetensors)')
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            header = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise fail(f'not a readable safetensors file (truncated or corrupt?): {e}') from None
+    if header.get('format') != FORMAT:
+        raise fail(f"not a lewm_ros checkpoint (format {header.get('format')!r}, expected {FORMAT!r})")
+    try:
+        cfg = ModelConfig.from_dict(json.loads(header['config']))
+        metadata = json.loads(header.get('metadata', '{}'))
+        action_mean = tensors.pop('action.mean').numpy()
+        action_std = tensors.pop('action.std').numpy()
+    except (KeyError, ValueError, TypeError) as e:
+        raise fail(f'malformed header or statistics: {e}') from None
+    if action_mean.shape != (cfg.action_dim,) or action_std.shape != (cfg.action_dim,):
+        raise fail(f'action statistics do not have shape ({cfg.action_dim},) as the config says')
+    model = WorldModel(cfg)
+    state = {k.removeprefix('model.'): v for k, v in tensors.items() if k.startswith('model.')}
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong_shape = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
+    if missing or unexpected or wrong_shape:
+        raise fail(
+            'weights do not match the architecture in its config '
+            f'(missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong_shape[:5]})'
+        )
+    model.load_state_dict(state)
+    if not (np.isfinite(action_mean).all() and np.isfinite(action_std).all() and (action_std > 0).all()):
+        raise fail('action statistics are not finite and positive')
+    return Checkpoint(model.to(device).eval(), action_mean, action_std, metadata, path)

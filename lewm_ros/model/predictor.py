@@ -1,0 +1,71 @@
+"""Action-conditioned causal predictor: next-embedding prediction over a short history.
+
+Each time step's action block conditions every block through DiT-style AdaLN-zero; the modulation
+is zero-initialised so actions have no effect at initialisation and are learned in gradually.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .layers import MLP, Projector, SelfAttention
+
+
+class ActionEmbedder(nn.Module):
+    """One action block (frameskip x A raw actions, flattened) -> one D-dim conditioning vector."""
+
+    def __init__(self, block_dim: int, hidden: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(block_dim, hidden), nn.Linear(hidden, 4 * width), nn.SiLU(), nn.Linear(4 * width, width)
+        )
+
+    def forward(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(actions)  # (B, T, D)
+
+
+class AdaLNBlock(nn.Module):
+    """Pre-norm transformer block whose norms are shifted, scaled and gated by the action."""
+
+    def __init__(self, width: int, heads: int, head_dim: int, mlp_dim: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False)
+        self.attn = SelfAttention(width, heads, head_dim, dropout, causal=True)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False)
+        self.mlp = MLP(width, mlp_dim, dropout)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        nn.init.zeros_(self.modulation[1].weight)
+        nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond).chunk(6, dim=-1)  # 6 x (B, T, D)
+        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1)  # (B, T, D)
+        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)  # (B, T, D)
+
+
+class Predictor(nn.Module):
+    """(embeddings z_0..z_{T-1}, action blocks a_0..a_{T-1}) -> predictions of z_1..z_T, causally."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        p, width = cfg.predictor, cfg.embed_dim
+        self.history = cfg.history
+        self.pos = nn.Parameter(torch.randn(1, cfg.history, width) * 0.02)
+        self.action_embedder = ActionEmbedder(cfg.action_block_dim, p.action_embed_hidden, width)
+        self.blocks = nn.ModuleList(
+            AdaLNBlock(width, p.heads, p.head_dim, p.mlp_dim, p.dropout) for _ in range(p.depth)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.pred_proj = Projector(width, cfg.projector_hidden, width)
+
+    def forward(self, emb: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        T = emb.shape[1]
+        if T > self.history:
+            raise ValueError(f'predictor sees at most {self.history} steps, got {T}')
+        x = emb + self.pos[:, :T]  # (B, T, D)
+        cond = self.action_embedder(actions)  # (B, T, D)
+        for block in self.blocks:
+            x = block(x, cond)  # (B, T, D)
+        return self.pred_proj(self.norm(x))  # (B, T, D)

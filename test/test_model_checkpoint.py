@@ -1,0 +1,94 @@
+"""Checkpoints round-trip exactly and refuse pickles, corruption and foreign architectures."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lewm_ros.model.world_model import WorldModel
+
+from .test_model_world import tiny_config
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config())
+    model.train()
+    model.loss({'frames': torch.randint(0, 256, (8, 4, 16, 16, 3), dtype=torch.uint8),
+                'actions': torch.randn(8, 4, 10)})  # moves the BatchNorm running statistics
+    model.eval()
+    path = save_checkpoint(tmp_path / 'model.safetensors', model, [0.5, -1.0], [2.0, 0.25],
+                           metadata={'step': 42, 'data': {'episodes': 3}})
+    return model, path
+
+
+def test_round_trip_reproduces_embeddings_exactly(saved):
+    model, path = saved
+    ckpt = load_checkpoint(path)
+    frames = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt.model.encode(frames), model.encode(frames), rtol=0, atol=0)
+    assert ckpt.config == model.cfg
+    np.testing.assert_array_equal(ckpt.action_mean, [0.5, -1.0])
+    np.testing.assert_array_equal(ckpt.action_std, [2.0, 0.25])
+    assert ckpt.metadata == {'step': 42, 'data': {'episodes': 3}}
+    assert not ckpt.model.training
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match=r'nope\.safetensors.*no such file'):
+        load_checkpoint(tmp_path / 'nope.safetensors')
+
+
+def test_pickles_are_refused_without_being_unpickled(tmp_path, saved):
+    model, _ = saved
+    torch_file = tmp_path / 'model.pt'
+    torch.save(model.state_dict(), torch_file)
+
+    class Boom:
+        def __reduce__(self):
+            return (pytest.fail, ('the checkpoint loader unpickled a file',))
+
+    raw_pickle = tmp_path / 'evil.ckpt'
+    raw_pickle.write_bytes(pickle.dumps(Boom()))
+    for path in (torch_file, raw_pickle):
+        with pytest.raises(CheckpointError, match='pickle'):
+            load_checkpoint(path)
+
+
+def test_truncated_and_garbage_files_are_refused(tmp_path, saved):
+    _, path = saved
+    data = path.read_bytes()
+    truncated = tmp_path / 'truncated.safetensors'
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / 'garbage.safetensors'
+    garbage.write_bytes(b'\x07' * 64)
+    for bad in (truncated, garbage):
+        with pytest.raises(CheckpointError, match=bad.name):
+            load_checkpoint(bad)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path, saved):
+    _, path = saved
+    # A lewm_ros header claiming a wider model than the weights it carries.
+    with safe_open(str(path), framework='pt') as f:
+        header = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    other = tiny_config()
+    other.embed_dim = 48
+    header['config'] = json.dumps(other.to_dict())
+    forged = tmp_path / 'forged.safetensors'
+    save_file(tensors, str(forged), metadata=header)
+    with pytest.raises(CheckpointError, match='do not match the architecture'):
+        load_checkpoint(forged)
+
+    foreign = tmp_path / 'foreign.safetensors'
+    save_file({'weight': torch.zeros(3)}, str(foreign))
+    with pytest.raises(CheckpointError, match='not a lewm_ros checkpoint'):
+        load_checkpoint(foreign)
