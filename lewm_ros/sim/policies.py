@@ -1,0 +1,136 @@
+"""Data-collection policies: uniform random, and scripted noisy experts with privileged state.
+
+An expert heads for the world's goal; once there it picks a fresh goal of its own (the world's
+goal is unchanged), so fixed-length episodes keep moving instead of idling at the goal — idle
+frames teach a world model little. Gaussian noise (a fraction of the action range) makes the
+data cover more than the expert's ideal paths.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from lewm_ros.sim.two_room import DOOR_CENTRE, SPEED, WALL_BAND, WALL_CENTRE, room_of
+from lewm_ros.sim.world import World, wrap_angle
+
+
+class RandomPolicy:
+    """Independent uniform actions over the whole action space."""
+
+    def __init__(self, world: World, seed=None):
+        self.world = world
+        self.rng = np.random.default_rng(seed)
+
+    def act(self) -> np.ndarray:
+        return self.world.action_space.sample(self.rng)
+
+
+class NoisyExpert(ABC):
+    """Goal-seeking expert; subclasses give the noise-free action towards ``self.target``."""
+
+    noise = 0.2  # noise std as a fraction of the half action range
+
+    def __init__(self, world: World, seed=None, retarget: bool = True):
+        self.world = world
+        self.rng = np.random.default_rng(seed)
+        self.retarget = retarget
+        self.target = world.goal.copy()
+
+    def act(self) -> np.ndarray:
+        space = self.world.action_space
+        state = self.world.get_state()
+        if self.retarget and self.world.goal_distance(state, self.target) <= self.world.success_threshold:
+            self.target = self.world.sample_goal(self.rng)
+        half_range = (space.high - space.low) / 2.0
+        noise = self.rng.normal(0.0, self.noise, size=space.shape) * half_range
+        return space.clip(self.clean_action(state) + noise)
+
+    @abstractmethod
+    def clean_action(self, state: np.ndarray) -> np.ndarray:
+        """The noise-free action from ``state`` towards ``self.target``."""
+
+
+class TwoRoomExpert(NoisyExpert):
+    """Straight to the target in the same room; otherwise line up with the door, then cross."""
+
+    noise = 0.3
+    door_alignment = 4.0  # px of door-centre misalignment tolerated before crossing
+
+    def clean_action(self, state: np.ndarray) -> np.ndarray:
+        position = state[:2]
+        side = room_of(position[0])
+        if side == room_of(self.target[0]):
+            waypoint = self.target[:2]
+        elif abs(position[1] - DOOR_CENTRE) > self.door_alignment:
+            approach = WALL_BAND[side] + (3.0 if side else -3.0)  # just in front of the doorway
+            waypoint = np.array([approach, DOOR_CENTRE])
+        else:
+            waypoint = np.array([2 * WALL_CENTRE - position[0], DOOR_CENTRE])  # straight through
+        return (waypoint - position) / SPEED
+
+
+class ArmReachExpert(NoisyExpert):
+    """Proportional control in joint space, the shoulder taking the short way round."""
+
+    gain = 1.0  # fraction of the joint error closed per control period (before clipping)
+
+    def clean_action(self, state: np.ndarray) -> np.ndarray:
+        error = wrap_angle(self.target[:2] - state[:2])
+        error[1] = self.target[1] - state[1]  # the elbow is limited: no wrapping
+        return self.gain * error / self.world.control_period
+
+
+class ArmPushExpert(NoisyExpert):
+    """Fingertip behind the cube (opposite the goal), then push along the cube-to-goal line.
+
+    Fingertip velocities become joint velocities through the damped inverse Jacobian.
+    """
+
+    noise = 0.15
+    speed = 0.3  # m/s of the fingertip
+    aligned = 0.02  # m: close enough to the push position to start pushing
+
+    def clean_action(self, state: np.ndarray) -> np.ndarray:
+        world = self.world
+        cube = world.cube_position(state)
+        fingertip = world.fingertip(state)
+        to_goal = world.cube_position(self.target) - cube
+        push_direction = to_goal / max(np.linalg.norm(to_goal), 1e-6)
+        behind = cube - world.push_standoff() * push_direction
+        offset = fingertip - cube
+        if np.linalg.norm(fingertip - behind) < self.aligned:
+            waypoint = cube + push_direction * world.push_standoff()
+        elif offset @ push_direction > -0.5 * world.push_standoff():
+            # On the wrong side: go round the cube, on the side the fingertip already is.
+            side = np.array([-push_direction[1], push_direction[0]])
+            side *= np.sign(offset @ side) or 1.0
+            waypoint = cube + 2.0 * world.push_standoff() * (side - push_direction)
+        else:
+            waypoint = behind
+        velocity = waypoint - fingertip
+        velocity *= min(self.speed, np.linalg.norm(velocity) / world.control_period) / max(
+            np.linalg.norm(velocity), 1e-6)
+        jacobian = world.jacobian(state)
+        joint_velocity = jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + 1e-3 * np.eye(2), velocity)
+        # Scale rather than clip per joint, which would bend the fingertip's path.
+        return joint_velocity / max(1.0, np.max(np.abs(joint_velocity) / world.action_space.high))
+
+
+_EXPERTS = {('two_room', 'navigate'): TwoRoomExpert,
+            ('arm', 'reach'): ArmReachExpert,
+            ('arm', 'push'): ArmPushExpert}
+POLICIES = ('expert', 'random')
+
+
+def make_policy(kind: str, world: World, seed=None):
+    """``kind`` is 'expert' or 'random'; the expert is chosen by the world's name and task.
+
+    ``seed``: anything ``np.random.default_rng`` takes (an int, a SeedSequence, or None).
+    """
+    if kind == 'random':
+        return RandomPolicy(world, seed)
+    if kind == 'expert':
+        return _EXPERTS[(world.name, world.task)](world, seed)
+    raise ValueError(f'unknown policy {kind!r}, expected one of {POLICIES}')
