@@ -1,0 +1,264 @@
+"""recorder_node: record configured topics into one rosbag2 (mcap) per episode, without ``ros2 bag``.
+
+Subscriptions are raw (the CDR bytes go to the bag undeserialised), stamped with the node clock at
+reception like ``ros2 bag record`` (sim time when ``use_sim_time`` is set). Episodes start and stop
+through the services ``~/start`` and ``~/stop`` (std_srvs/Trigger), ``~/set_recording``
+(std_srvs/SetBool), the ``control_topic`` (std_msgs/Bool: true starts, false stops), ``autostart``,
+and roll over to a new bag every ``episode_duration`` seconds when that is positive. Shutdown
+(Ctrl-C, SIGTERM, node destruction) closes the open bag, so it keeps its index and metadata.
+
+    recorder_node --ros-args --params-file config/recorder.yaml
+"""
+
+import dataclasses
+import importlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import rclpy
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Bool
+from std_srvs.srv import SetBool, Trigger
+
+from lewm_ros.data.bags import STORAGES, BagWriter, typestore_for
+
+RELIABILITIES = {'best_effort': ReliabilityPolicy.BEST_EFFORT, 'reliable': ReliabilityPolicy.RELIABLE}
+
+
+@dataclass
+class RecorderConfig:
+    """The node's parameters, one to one.
+
+    topics: topics to record (relative names resolve in the node's namespace).
+    types: their message types ('sensor_msgs/msg/Image', ...), same order; empty = discover from the graph.
+    episode_duration: seconds; > 0 rolls over to a new bag this often while recording (0 = never).
+    control_topic: std_msgs/Bool topic that starts (true) and stops (false) episodes; '' = none.
+    reliability: subscription QoS; 'best_effort' also hears best-effort camera drivers.
+    """
+
+    topics: list[str] = field(default_factory=lambda: ['image', 'command'])
+    types: list[str] = field(default_factory=list)
+    output_dir: str = 'bags'
+    storage: str = 'mcap'
+    bag_prefix: str = 'episode'
+    autostart: bool = False
+    episode_duration: float = 0.0
+    control_topic: str = 'record'
+    reliability: str = 'best_effort'
+    qos_depth: int = 100
+
+    def validate(self) -> None:
+        """Raise ValueError with the reason when a value is invalid."""
+        if not self.topics or len(set(self.topics)) != len(self.topics):
+            raise ValueError(f'topics must be a non-empty list without duplicates, got {self.topics}')
+        if self.types and len(self.types) != len(self.topics):
+            raise ValueError(f'types must be empty (discover) or match topics one to one, got {self.types}')
+        for type_name in self.types:
+            check_recordable(type_name)
+        if self.storage not in STORAGES:
+            raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {self.storage!r}')
+        if self.reliability not in RELIABILITIES:
+            raise ValueError(f'reliability must be one of {sorted(RELIABILITIES)}, got {self.reliability!r}')
+        if self.episode_duration < 0 or self.qos_depth < 1:
+            raise ValueError('episode_duration must be >= 0 and qos_depth >= 1')
+        if not self.output_dir or not self.bag_prefix:
+            raise ValueError('output_dir and bag_prefix must not be empty')
+
+
+_RUNTIME_PARAMETERS = ('episode_duration',)  # the others shape subscriptions: fixed at startup
+
+
+def message_class(type_name: str):
+    """The rclpy message class of 'pkg/msg/Name'."""
+    package, _, name = type_name.split('/')
+    return getattr(importlib.import_module(f'{package}.msg'), name)
+
+
+def check_recordable(type_name: str) -> None:
+    """Raise ValueError unless rclpy can subscribe to the type and the bag writer knows its definition."""
+    if type_name.count('/') != 2 or type_name not in typestore_for().types:
+        raise ValueError(f"cannot record {type_name!r}: expected 'pkg/msg/Name' of a type the rosbags typestore knows")
+    try:
+        message_class(type_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f'cannot record {type_name!r}: {err}') from err
+
+
+class RecorderNode(Node):
+    """Records ``RecorderConfig.topics`` into one bag per episode; see the module docstring."""
+
+    def __init__(self, **kwargs):
+        super().__init__('recorder_node', **kwargs)
+        self.config = self._declare_config()
+        self.config.validate()
+        self._lock = threading.Lock()  # services, timers and subscriptions may run on several threads
+        self._writer: BagWriter | None = None
+        self._episode_started = 0.0
+        self._episode_number = 0
+        self._message_count = 0
+        self._types: dict[str, str] = {}  # resolved topic -> type, once known and subscribed
+        types = self.config.types or [None] * len(self.config.topics)
+        self._wanted = {self.resolve_topic_name(topic): type_name
+                        for topic, type_name in zip(self.config.topics, types, strict=True)}
+        self._qos = QoSProfile(depth=self.config.qos_depth, reliability=RELIABILITIES[self.config.reliability])
+        self.last_bag: Path | None = None
+
+        self._discovery_timer = None
+        self._subscribe_known_topics()
+        if len(self._types) < len(self._wanted):
+            self._discovery_timer = self.create_timer(0.5, self._subscribe_known_topics)
+        self.create_service(Trigger, '~/start', self._on_start)
+        self.create_service(Trigger, '~/stop', self._on_stop)
+        self.create_service(SetBool, '~/set_recording', self._on_set_recording)
+        if self.config.control_topic:
+            self.create_subscription(Bool, self.config.control_topic, self._on_control, 10)
+        self.create_timer(0.05, self._roll_over_if_due)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if self.config.autostart:
+            self.start_episode()
+
+    def _declare_config(self) -> RecorderConfig:
+        values = {}
+        for item in dataclasses.fields(RecorderConfig):
+            default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+            # an empty list has no element type; declare its type explicitly
+            declared = Parameter.Type.STRING_ARRAY if default == [] else default
+            values[item.name] = self.declare_parameter(item.name, declared).value
+        values['types'] = list(values['types'] or [])
+        values['topics'] = list(values['topics'])
+        return RecorderConfig(**values)
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name not in _RUNTIME_PARAMETERS:
+                return SetParametersResult(successful=False, reason=f'{parameter.name} is fixed at startup')
+            candidate = dataclasses.replace(self.config, **{parameter.name: parameter.value})
+            try:
+                candidate.validate()
+            except ValueError as err:
+                return SetParametersResult(successful=False, reason=str(err))
+            self.config = candidate
+        return SetParametersResult(successful=True)
+
+    def _subscribe_known_topics(self) -> None:
+        """Subscribe to every wanted topic whose type is configured or now visible in the graph."""
+        graph = dict(self.get_topic_names_and_types())
+        for topic, type_name in list(self._wanted.items()):
+            type_name = type_name or (graph.get(topic) or [None])[0]
+            if topic in self._types or type_name is None:
+                continue
+            try:
+                check_recordable(type_name)
+            except ValueError as err:  # a discovered type we cannot write: say so once, record the rest
+                self.get_logger().error(f'not recording {topic}: {err}')
+                del self._wanted[topic]
+                continue
+            self.create_subscription(message_class(type_name), topic,
+                                     lambda data, topic=topic: self._on_message(topic, data), self._qos, raw=True)
+            with self._lock:
+                self._types[topic] = type_name
+                if self._writer is not None:
+                    self._writer.add_topic(topic, type_name)
+            self.get_logger().info(f'recording {topic} [{type_name}]')
+        if len(self._types) == len(self._wanted) and self._discovery_timer is not None:
+            self._discovery_timer.cancel()
+
+    def _on_message(self, topic: str, data: bytes) -> None:
+        stamp_ns = self.get_clock().now().nanoseconds
+        with self._lock:
+            if self._writer is not None:
+                self._writer.write_raw(topic, data, stamp_ns)
+                self._message_count += 1
+
+    @property
+    def recording(self) -> bool:
+        return self._writer is not None
+
+    def start_episode(self) -> Path | None:
+        """Open a new bag; None when an episode is already being recorded."""
+        with self._lock:
+            path = None if self._writer is not None else self._open_bag()
+        if path is not None:
+            self.get_logger().info(f'episode started: {path}')
+        return path
+
+    def stop_episode(self) -> Path | None:
+        """Close the open bag and return its path; None when not recording."""
+        with self._lock:
+            path = None if self._writer is None else self._close_bag()
+        return path
+
+    def _roll_over_if_due(self) -> None:
+        duration = self.config.episode_duration
+        with self._lock:  # close and reopen under one lock: no message falls between two bags
+            if self._writer is not None and duration > 0 and time.monotonic() - self._episode_started >= duration:
+                self._close_bag()
+                self._open_bag()
+
+    def _open_bag(self) -> Path:
+        stamp = time.strftime('%Y%m%d_%H%M%S')
+        path = Path(self.config.output_dir) / f'{self.config.bag_prefix}_{stamp}_{self._episode_number:04d}'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = BagWriter(path, self.config.storage)
+        for topic, type_name in self._types.items():
+            self._writer.add_topic(topic, type_name)
+        self._episode_number += 1
+        self._episode_started = time.monotonic()
+        self._message_count = 0
+        return path
+
+    def _close_bag(self) -> Path:
+        writer, self._writer = self._writer, None
+        writer.close()
+        self.last_bag = writer.path
+        self.get_logger().info(f'episode stopped: {writer.path} ({self._message_count} messages)')
+        return writer.path
+
+    def _on_control(self, msg: Bool) -> None:
+        self._set_recording(msg.data)
+
+    def _set_recording(self, on: bool) -> tuple[bool, str]:
+        path = self.start_episode() if on else self.stop_episode()
+        if path is None:
+            return False, 'already recording' if on else 'not recording'
+        return True, str(path)
+
+    def _on_start(self, _request, response):
+        response.success, response.message = self._set_recording(True)
+        return response
+
+    def _on_stop(self, _request, response):
+        response.success, response.message = self._set_recording(False)
+        return response
+
+    def _on_set_recording(self, request, response):
+        response.success, response.message = self._set_recording(request.data)
+        return response
+
+    def destroy_node(self):
+        self.stop_episode()  # an open bag must get its index and metadata.yaml
+        super().destroy_node()
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = RecorderNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
