@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint bench clean
+.PHONY: venv test lint bench arm-reach-checkpoint clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,18 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python training/bench_model.py
+	$(BIN)/python training/bench_train.py --preset small
+
+# The shipped planner checkpoint, from scratch: collect arm-reach bags, ingest, train (CPU, ~25 min).
+ARM_DATA := out/arm_reach
+arm-reach-checkpoint: $(STAMP)
+	$(BIN)/lewm-collect --world arm --task reach --policy expert --episodes 300 --steps 100 --workers 2 \
+		--seed 0 --out $(ARM_DATA)/expert
+	$(BIN)/lewm-collect --world arm --task reach --policy random --episodes 300 --steps 100 --workers 2 \
+		--seed 100000 --out $(ARM_DATA)/random
+	$(BIN)/lewm-train --config training/configs/arm_reach.yaml
+	mkdir -p lewm_ros/checkpoints
+	cp runs/arm_reach_small/model.safetensors lewm_ros/checkpoints/arm_reach_small.safetensors
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

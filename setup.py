@@ -7,7 +7,9 @@ package_name = 'lewm_ros'
 setup(
     name=package_name,
     version='0.1.0',
-    packages=find_packages(include=[package_name, f'{package_name}.*']),
+    # training/ (offline tools: trainer, evaluation, benchmarks) installs as lewm_ros.training.
+    packages=[*find_packages(include=[package_name, f'{package_name}.*']), f'{package_name}.training'],
+    package_dir={f'{package_name}.training': 'training'},
     package_data={package_name: ['sim/assets/*.xml', 'checkpoints/*.safetensors']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{package_name}']),
@@ -24,6 +26,11 @@ setup(
     python_requires='>=3.10',
     entry_points={
         'console_scripts': [
+            'sim_node = lewm_ros.nodes.sim_node:main',
+            'lewm-collect = lewm_ros.sim.collect:main',
+            'lewm-ingest = lewm_ros.data.ingest:main',
+            'recorder_node = lewm_ros.nodes.recorder_node:main',
+            'lewm-train = lewm_ros.training.train:main',
         ],
     },
 )

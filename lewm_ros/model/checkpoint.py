@@ -1,7 +1,8 @@
 """Self-describing, pickle-free checkpoints.
 
-One safetensors file holds the weights (``model.*``) and the action normalisation statistics
-(``action.mean``, ``action.std``); its string metadata holds the model config, image size,
+One safetensors file holds the weights (``model.*``), the action normalisation statistics
+(``action.mean``, ``action.std``) and optional extra tensors (``extra.*``, the trainer's optimiser
+state in resumable checkpoints); its string metadata holds the model config, image size,
 frameskip and a free-form JSON dict. Loading never unpickles anything, and every failure is one
 ``CheckpointError`` naming the file and the problem.
 """
@@ -38,6 +39,7 @@ class Checkpoint:
     action_std: np.ndarray  # (A,)
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. the trainer's optimiser state
 
     @property
     def config(self) -> ModelConfig:
@@ -65,6 +67,7 @@ def save_checkpoint(
     action_mean,
     action_std,
     metadata: dict[str, Any] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     path = Path(path)
     cfg = model.cfg
@@ -75,6 +78,7 @@ def save_checkpoint(
     tensors = {f'model.{k}': v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors['action.mean'] = torch.from_numpy(action_mean)
     tensors['action.std'] = torch.from_numpy(action_std)
+    tensors.update({f'extra.{k}': v.detach().cpu().contiguous() for k, v in (extra_tensors or {}).items()})
     header = {
         'format': FORMAT,
         'config': json.dumps(cfg.to_dict()),
@@ -117,6 +121,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Che
         raise fail(f'action statistics do not have shape ({cfg.action_dim},) as the config says')
     model = WorldModel(cfg)
     state = {k.removeprefix('model.'): v for k, v in tensors.items() if k.startswith('model.')}
+    extra = {k.removeprefix('extra.'): v for k, v in tensors.items() if k.startswith('extra.')}
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong_shape = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
@@ -128,4 +133,4 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Che
     model.load_state_dict(state)
     if not (np.isfinite(action_mean).all() and np.isfinite(action_std).all() and (action_std > 0).all()):
         raise fail('action statistics are not finite and positive')
-    return Checkpoint(model.to(device).eval(), action_mean, action_std, metadata, path)
+    return Checkpoint(model.to(device).eval(), action_mean, action_std, metadata, path, extra)

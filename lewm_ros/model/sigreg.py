@@ -21,6 +21,22 @@ import torch.distributed as dist
 from torch import nn
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose backward also sums the incoming gradients over ranks."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        summed = tensor.clone()
+        dist.all_reduce(summed)
+        return summed
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        summed = grad.clone()
+        dist.all_reduce(summed)
+        return summed
+
+
 def random_directions(dim: int, count: int, step: int | None, seed: int, device, dtype) -> torch.Tensor:
     """(dim, count) unit columns; a given (seed, step) yields the same directions on every rank."""
     generator = None
@@ -62,14 +78,12 @@ class SIGReg(nn.Module):
         sin_mean = torch.sin(x_t).mean(dim=1)  # (T, M, K)
         n = emb.shape[1]
         if distributed:
-            # Differentiable all-reduce. Every rank back-propagates the same global statistic, so the
-            # summed gradient is world_size times each rank's share; DDP's gradient averaging divides
-            # it back out, leaving exactly the single-process gradient.
-            from torch.distributed.nn.functional import all_reduce
-
+            # Every rank back-propagates the same global statistic, so the summed gradient is
+            # world_size times each rank's share; DDP's gradient averaging divides it back out,
+            # leaving exactly the single-process gradient.
             world = dist.get_world_size()
-            cos_mean = all_reduce(cos_mean) / world
-            sin_mean = all_reduce(sin_mean) / world
+            cos_mean = _AllReduceSum.apply(cos_mean) / world
+            sin_mean = _AllReduceSum.apply(sin_mean) / world
             n = n * world
         err = (cos_mean - self.phi) ** 2 + sin_mean**2  # (T, M, K)
         statistic = n * (err * self.weighted_phi).sum(dim=-1)  # (T, M)

@@ -74,6 +74,10 @@ class WorldModel(nn.Module):
             context = torch.cat([context, next_emb], dim=1)[:, -self.cfg.history :]  # (B, <=history, D)
         return torch.cat(predictions, dim=1)  # (B, H, D)
 
+    def forward(self, clip: Mapping[str, torch.Tensor], step: int | None = None, distributed: bool = False):
+        """The training loss (``loss``), so that DistributedDataParallel's hooks see the call."""
+        return self.loss(clip, step, distributed)
+
     def loss(self, clip: Mapping[str, torch.Tensor], step: int | None = None, distributed: bool = False):
         """clip['frames'] (B, T, S, S, 3) uint8, clip['actions'] (B, T, K) normalised -> loss terms.
 

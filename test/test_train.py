@@ -1,0 +1,151 @@
+"""The trainer end to end: bags -> ingest -> train -> checkpoint, resume after SIGKILL, DDP, NaN stop."""
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from lewm_ros.model.checkpoint import load_checkpoint
+from lewm_ros.model.world_model import WorldModel
+from lewm_ros.sim.collect import CollectSettings, collect
+from lewm_ros.training.train import TrainingDivergedError, load_config, train
+
+TINY_MODEL = {
+    'encoder': {'channels': [8, 16, 32, 32], 'width': 32},
+    'embed_dim': 32, 'projector_hidden': 64, 'sigreg_directions': 128,
+    'predictor': {'depth': 2, 'heads': 2, 'head_dim': 16, 'mlp_dim': 64},
+}
+
+
+@pytest.fixture(scope='module')
+def bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp('train_data')
+    settings = CollectSettings(world='two_room', task='navigate', policy='expert', steps=60, image_size=64)
+    collect(settings, episodes=6, out=root / 'bags', progress=False)
+    return root / 'bags'
+
+
+def write_config(tmp_path, bags, out, **train_overrides):
+    config = {
+        'preset': 'small',
+        'model': TINY_MODEL,
+        'data': {'cache': str(tmp_path / 'cache'), 'bags': [str(bags)], 'val_fraction': 0.3,
+                 'ingest': {'state_topic': 'state', 'action': {'dim': 2}, 'state': {}}},
+        'train': {'steps': 40, 'batch_size': 16, 'lr': 1e-3, 'warmup_fraction': 0.05, 'device': 'cpu',
+                  'log_every': 5, 'val_every': 20, 'val_batches': 2, 'checkpoint_every': 10,
+                  'out_dir': str(out), **train_overrides},
+    }
+    path = tmp_path / f'{out.name}.yaml'
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_trainer(config, *extra, timeout=300):
+    return subprocess.run([sys.executable, '-m', 'lewm_ros.training.train', '--config', str(config),
+                           '--no-progress', *extra], capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def params_of(path):
+    return load_checkpoint(path).model.state_dict()
+
+
+def test_end_to_end_loss_goes_down_and_checkpoint_reloads(tmp_path, bags):
+    out = tmp_path / 'run'
+    cfg = load_config(str(write_config(tmp_path, bags, out)))
+    final, model = train(cfg, progress=False)
+
+    for name in ('model.safetensors', 'last.safetensors', 'metrics.csv', 'curves.png', 'config.yaml'):
+        assert (out / name).is_file(), name
+    with open(out / 'metrics.csv') as f:
+        rows = list(csv.DictReader(f))
+    train_rows = [r for r in rows if r['split'] == 'train']
+    assert float(train_rows[-1]['total']) < float(train_rows[0]['total'])
+    val_rows = [r for r in rows if r['split'] == 'val']
+    assert val_rows and all(r['probe_r2'] for r in val_rows), 'validation must probe the state topic'
+    assert all(float(r['pred']) >= 0 and float(r['emb_std_min']) > 0 for r in val_rows)
+
+    ckpt = load_checkpoint(final)
+    assert ckpt.metadata['step'] == 40 and ckpt.metadata['data']['val_episodes'] >= 1
+    assert ckpt.config.action_dim == 2 and ckpt.config.embed_dim == 32
+    frames = torch.randint(0, 256, (6, 64, 64, 3), dtype=torch.uint8)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt.model.encode(frames), model.encode(frames), rtol=0, atol=0)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, bags):
+    straight, killed = tmp_path / 'straight', tmp_path / 'killed'
+    done = run_trainer(write_config(tmp_path, bags, straight))
+    assert done.returncode == 0, done.stderr
+
+    config = write_config(tmp_path, bags, killed)
+    process = subprocess.Popen([sys.executable, '-m', 'lewm_ros.training.train', '--config', str(config),
+                                '--no-progress'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (killed / 'last.safetensors').exists():
+        assert process.poll() is None and time.monotonic() < deadline, 'trainer ended before its first checkpoint'
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = load_checkpoint(killed / 'last.safetensors').metadata['step']
+    assert killed_at < 40, 'the run was meant to be killed mid-way'
+
+    resumed = run_trainer(config, '--resume')
+    assert resumed.returncode == 0, resumed.stderr
+    expected, got = params_of(straight / 'model.safetensors'), params_of(killed / 'model.safetensors')
+    for name in expected:  # bitwise: batches, dropout and SIGReg directions are functions of the step
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_ddp_with_two_gloo_processes(tmp_path, bags):
+    out = tmp_path / 'ddp'
+    config = write_config(tmp_path, bags, out, steps=10, val_every=10)
+    # Own session, so that a hung run takes its ranks down with it on timeout.
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
+         '-m', 'lewm_ros.training.train', '--config', str(config), '--no-progress'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr[-3000:]
+    assert 'x2' in stdout  # the run reports two ranks
+    ckpt = load_checkpoint(out / 'model.safetensors')
+    assert ckpt.metadata['step'] == 10
+    assert all(torch.isfinite(v).all() for v in ckpt.model.state_dict().values() if v.is_floating_point())
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, bags, monkeypatch):
+    out = tmp_path / 'nan'
+    cfg = load_config(str(write_config(tmp_path, bags, out)))
+    real_loss = WorldModel.loss
+
+    def poisoned(self, clip, step=None, distributed=False):
+        terms = real_loss(self, clip, step, distributed)
+        if step >= 25:
+            terms['total'] = terms['total'] * float('nan')
+        return terms
+
+    monkeypatch.setattr(WorldModel, 'loss', poisoned)
+    with pytest.raises(TrainingDivergedError, match=r'NaN/inf between steps 20 and 30'):
+        train(cfg, progress=False)
+    good = load_checkpoint(out / 'last.safetensors')
+    assert good.metadata['step'] == 20
+    assert all(torch.isfinite(v).all() for v in good.model.state_dict().values() if v.is_floating_point())
+    assert not (out / 'model.safetensors').exists()

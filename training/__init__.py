@@ -1,0 +1,1 @@
+"""Offline tools: trainer, evaluation and benchmarks (installed as lewm_ros.training)."""
