@@ -26,9 +26,9 @@ def jittered_frames(count: int, dropped: set[int], rng) -> tuple[np.ndarray, np.
 def test_jitter_and_drops_keep_frames_and_actions_on_their_steps():
     rng = np.random.default_rng(1)
     image_times, numbers = jittered_frames(40, dropped={7, 8, 20}, rng=rng)
-    # two commands per step: command k (at or just before step k) and a mid-step one; stored shuffled
+    # two commands per step: command k (at or just before step k) and a late one after mid-step; shuffled
     command_times = np.concatenate([START + np.arange(40) * PERIOD - rng.integers(0, PERIOD // 4, 40),
-                                    START + np.arange(40) * PERIOD + PERIOD // 2])
+                                    START + np.arange(40) * PERIOD + PERIOD * 6 // 10])
     command_ids = np.concatenate([np.arange(40.0), np.arange(40) + 0.5])
     shuffle = rng.permutation(80)
     command_times, command_ids = command_times[shuffle], command_ids[shuffle]
@@ -44,12 +44,24 @@ def test_jitter_and_drops_keep_frames_and_actions_on_their_steps():
     np.testing.assert_array_equal(command_ids[episode.action_rows], steps)  # command k on step k
 
 
+def test_commands_reacting_to_frames_land_on_their_frame_step():
+    # A planner or lock-step simulator: frame k (+-20 % jitter) is published, command k follows 5-25 % of a
+    # period after it, so it lands anywhere from 15 % before to 45 % after grid time t_k.
+    rng = np.random.default_rng(2)
+    image_times, numbers = jittered_frames(50, dropped=set(), rng=rng)
+    command_times = image_times + rng.integers(PERIOD // 20, PERIOD // 4, 50)
+    episode = align_episode(image_times, np.arange(50), command_times, PERIOD)
+    np.testing.assert_array_equal(episode.action_rows, np.arange(len(episode.action_rows)))
+    np.testing.assert_array_equal(numbers[episode.frame_rows], np.arange(len(episode.frame_rows)))
+    assert len(episode.frame_rows) == 50
+
+
 def test_grid_starts_at_first_command_and_state_follows_frame_time():
     image_times = START + np.arange(10) * PERIOD
     command_times = np.array([START + 3 * PERIOD - 10])
     state_times = image_times - 5  # a state just before each frame
     episode = align_episode(image_times, np.arange(10), command_times, PERIOD, state_times_ns=state_times)
-    assert episode.start_ns == START + 3 * PERIOD - 10
+    assert episode.start_ns == START + 3 * PERIOD  # the first frame step with the command in force
     np.testing.assert_array_equal(episode.frame_rows, np.arange(3, 10))
     np.testing.assert_array_equal(episode.state_rows, np.arange(3, 10))
     assert align_episode(image_times, np.arange(10), np.array([START + 20 * PERIOD]), PERIOD) is None

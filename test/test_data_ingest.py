@@ -69,7 +69,7 @@ def command_message(writer: BagWriter, kind: str, values, stamp_ns: int):
 def write_episode(path: Path, storage: str = 'mcap', encoding: str = 'rgb8', command: str = 'float64',
                   count: int = 30, dropped=(), jitter: float = 0.2, seed: int = 0, overrides=None) -> dict:
     """One episode bag: frames k at START + k*PERIOD (+-jitter, frame 0 exact) minus ``dropped``, command
-    [k, -k] at or just before each step and [k+0.5, -k-0.5] mid-step, state [k, 10k] with each frame.
+    [k, -k] at or just before each step and [k+0.5, -k-0.5] later in the step, state [k, 10k] with each frame.
 
     ``overrides`` maps ('image' | 'command', k) to replacement image fields / command values (bad input).
     Returns what ingest must reproduce: the decoded source frame of every step.
@@ -88,7 +88,8 @@ def write_episode(path: Path, storage: str = 'mcap', encoding: str = 'rgb8', com
             values = overrides.get(('command', k), [k, -k])
             early = int(rng.integers(0, PERIOD // 4))
             writer.write('/command', command_message(writer, command, values, step), step - early)
-            writer.write('/command', command_message(writer, command, [k + 0.5, -k - 0.5], step), step + PERIOD // 2)
+            writer.write('/command', command_message(writer, command, [k + 0.5, -k - 0.5], step),
+                         step + PERIOD * 6 // 10)  # after mid-step: the command in force for most of the step is k
             if k in dropped:
                 decoded.append(None)
                 continue

@@ -151,6 +151,26 @@ def test_services_roll_over_and_parameter_validation(tmp_path):
             assert set(reader.topics) == {'/image', '/command'}
 
 
+def test_a_bag_that_cannot_be_opened_is_refused_and_the_node_keeps_running(tmp_path):
+    (tmp_path / 'bags').write_text('a file where the bag directory should go')
+    rclpy.init()
+    try:
+        recorder = RecorderNode(parameter_overrides=parameters(
+            tmp_path, types=['sensor_msgs/msg/Image', 'std_msgs/msg/Float64MultiArray']))
+        client_node = rclpy.create_node('client')
+        start = client_node.create_client(Trigger, 'recorder_node/start')
+        spinning = Spinning(recorder, client_node)
+        response = call(start, Trigger.Request())
+        assert not response.success and 'cannot open bag' in response.message and not recorder.recording
+        (tmp_path / 'bags').unlink()
+        assert call(start, Trigger.Request()).success and recorder.recording  # still serving
+        spinning.stop()
+        recorder.destroy_node()
+        client_node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+
+
 def test_sigint_closes_the_bag_of_a_discovering_recorder_process(tmp_path):
     process = subprocess.Popen(
         [sys.executable, '-m', 'lewm_ros.nodes.recorder_node', '--ros-args', '--params-file', str(CONFIG),

@@ -40,7 +40,7 @@ from lewm_ros.data.cache import TrainingCache
 from lewm_ros.data.clips import ClipDataset
 from lewm_ros.data.ingest import IngestConfig, ingest
 from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from lewm_ros.model.config import ModelConfig, preset
+from lewm_ros.model.config import ModelConfig, dataclass_from_dict, preset
 from lewm_ros.model.world_model import WorldModel
 
 
@@ -69,6 +69,14 @@ class TrainConfig:
     val_batches: int = 4
     checkpoint_every: int = 1000
     out_dir: str = 'runs/default'
+
+    def __post_init__(self):
+        positive = ('steps', 'batch_size', 'log_every', 'val_every', 'val_batches', 'checkpoint_every')
+        bad = [name for name in positive if getattr(self, name) < 1]
+        if bad:
+            raise ValueError(f'train.{", train.".join(bad)} must be >= 1')
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.grad_clip > 0 and 0 <= self.warmup_fraction < 1):
+            raise ValueError('need lr > 0, weight_decay >= 0, grad_clip > 0 and 0 <= warmup_fraction < 1')
 
 
 @dataclass
@@ -106,14 +114,6 @@ def _merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def _dataclass_from(cls, raw: dict, where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f'unknown {where} key(s) {unknown}; known: {sorted(names)}')
-    return cls(**raw)
-
-
 def load_config(path: str | None = None, overrides: list[str] = ()) -> RunConfig:
     raw = {}
     if path:
@@ -130,8 +130,8 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> RunConfig
     name = raw.get('preset', 'small')
     model_overrides = raw.get('model') or {}
     model = ModelConfig.from_dict(_merge(preset(name).to_dict(), model_overrides))
-    return RunConfig(name, model, _dataclass_from(TrainConfig, raw.get('train') or {}, 'train'),
-                     _dataclass_from(DataConfig, raw.get('data') or {}, 'data'),
+    return RunConfig(name, model, dataclass_from_dict(TrainConfig, raw.get('train') or {}, 'train'),
+                     dataclass_from_dict(DataConfig, raw.get('data') or {}, 'data'),
                      action_dim_from_data='action_dim' not in model_overrides)
 
 
@@ -222,7 +222,8 @@ def train_step(model, optimiser, clip, step: int, tc: TrainConfig, amp, distribu
     """One optimisation step; returns the loss terms and the gradient norm as device tensors."""
     for group in optimiser.param_groups:
         group['lr'] = lr_at(step, tc)
-    torch.manual_seed(tc.seed * 1_000_003 + step)  # dropout noise as a function of the step
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    torch.manual_seed((tc.seed * 1_000_003 + step) * 1_009 + rank)  # dropout noise: a function of (seed, step, rank)
     with amp:
         terms = model(clip, step=step, distributed=distributed)
     optimiser.zero_grad(set_to_none=True)
@@ -421,7 +422,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
         for step in bar:
             terms, grad_norm = train_step(ddp_model, optimiser, batches.get(step), step, tc, amp, world > 1)
             # Accumulate on the device: no host sync per step; checked at every log and checkpoint.
-            nonfinite |= ~torch.isfinite(terms['total'].detach())
+            nonfinite |= ~torch.isfinite(terms['total'].detach()) | ~torch.isfinite(grad_norm)
             totals += torch.stack([terms['total'].detach(), terms['pred'].detach(), terms['sigreg'].detach(),
                                    grad_norm.detach()]).float()
             window_steps += 1

@@ -2,13 +2,16 @@
 
 Rules (times in ns, one grid per episode):
 - The control period defaults to the median image period, refined per episode to its average frame
-  rate (``refined_period_ns``); the grid starts at the first instant where both a frame and a
-  command exist and ends half a period after the last frame.
+  rate (``refined_period_ns``); the grid starts at the first frame whose step has a command in force
+  and ends half a period after the last frame.
 - Frame of step k: the image nearest to grid time t_k. It is marked ``ok`` only when it lies within
   ``tolerance`` periods of t_k, so a dropped frame leaves a not-ok step (holding a neighbour) and
   never shifts later frames; the clip sampler skips clips whose kept frames are not ok.
-- Action of step k: the latest command at or before t_k (zero-order hold: what the robot was
-  executing at that instant and keeps executing until t_{k+1}). Commands are matched on the grid,
+- Action of step k: zero-order hold read mid-step, the latest command at or before
+  t_k + command_offset * P (default half a period): the command in force for most of
+  [t_k, t_{k+1}). A command sent just before frame k and one that reacts to frame k a few
+  milliseconds after it (a planner, a lock-step simulator) both land on step k; reading at t_k
+  itself would give the reactive one to step k+1 at random. Commands are matched on the grid,
   never on frame indices, so frame jitter or drops cannot shift actions against frames.
 - State of step k: the latest state at or before the *frame's* time (it describes that frame),
   clamped to the first state for a frame that precedes every state.
@@ -66,7 +69,7 @@ def latest_at_or_before(times_ns: np.ndarray, queries_ns: np.ndarray) -> np.ndar
 
 def align_episode(image_times_ns: np.ndarray, image_rows: np.ndarray, command_times_ns: np.ndarray,
                   period_ns: float, tolerance: float = 0.5,
-                  state_times_ns: np.ndarray | None = None) -> AlignedEpisode | None:
+                  state_times_ns: np.ndarray | None = None, command_offset: float = 0.5) -> AlignedEpisode | None:
     """Align one episode's images (``image_rows`` index ``image_times_ns``) to the control grid.
 
     Returns None when the episode has no grid step (all its frames precede the first command).
@@ -74,7 +77,10 @@ def align_episode(image_times_ns: np.ndarray, image_rows: np.ndarray, command_ti
     episode_times = image_times_ns[image_rows]
     order = np.argsort(episode_times, kind='stable')
     sorted_times, sorted_rows = episode_times[order], image_rows[order]
-    start = max(sorted_times[0], command_times_ns.min())
+    offset_ns = round(command_offset * period_ns)
+    # the grid keeps the first frame's phase and starts at the first step with a command in force
+    first_step = max(0, int(np.ceil((command_times_ns.min() - offset_ns - sorted_times[0]) / period_ns)))
+    start = int(sorted_times[0]) + round(first_step * period_ns)
     count = int(np.floor((sorted_times[-1] - start) / period_ns + 0.5)) + 1
     if count <= 0:
         return None
@@ -95,6 +101,6 @@ def align_episode(image_times_ns: np.ndarray, image_rows: np.ndarray, command_ti
         start_ns=int(start),
         frame_rows=sorted_rows[nearest].astype(np.int64),
         frame_ok=frame_ok,
-        action_rows=latest_at_or_before(command_times_ns, grid),
+        action_rows=latest_at_or_before(command_times_ns, grid + offset_ns),
         state_rows=state_rows,
     )

@@ -5,6 +5,7 @@ read them. Reading decodes with the definitions stored in the bag; bags without 
 distros) fall back to the typestore of the distro named in their metadata, else Jazzy.
 """
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable, Iterator
@@ -95,6 +96,9 @@ class BagReader:
                                         if conn.msgdef.format != MessageDefinitionFormat.NONE}))
             self._typestore = _typestore(definitions, self._reader.ros_distro)
         except Exception as err:  # rosbags, sqlite3, yaml and the type parser each raise their own kinds
+            if self._reader is not None:  # a half-opened reader still holds its files
+                with contextlib.suppress(Exception):
+                    self._reader.close()
             raise BagError(self.path, f'cannot open bag: {err}') from err
         return self
 

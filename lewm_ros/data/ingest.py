@@ -41,6 +41,8 @@ class IngestConfig:
         frame rate (see ``align``); those must agree within 5 % across the cache.
     split_gap: seconds; an image gap longer than this starts a new episode (None = one bag, one episode).
     frame_tolerance: a step's frame counts as present within this fraction of a period.
+    command_offset: the action of step k is the latest command at or before t_k + command_offset * period
+        (default mid-step: the command in force for most of the step; see ``align``).
     """
 
     image_topic: str = 'image'
@@ -53,6 +55,7 @@ class IngestConfig:
     time_source: str = 'bag'
     split_gap: float | None = None
     frame_tolerance: float = 0.5
+    command_offset: float = 0.5
 
     def __post_init__(self):
         if isinstance(self.action, dict):
@@ -65,6 +68,8 @@ class IngestConfig:
             raise ValueError('image_size and control_period must be positive')
         if not 0 < self.frame_tolerance <= 1:
             raise ValueError(f'frame_tolerance must be in (0, 1], got {self.frame_tolerance}')
+        if not 0 <= self.command_offset < 1:
+            raise ValueError(f'command_offset must be in [0, 1), got {self.command_offset}')
 
     def settings(self) -> dict:
         """JSON-able form, stored in and compared with the cache index."""
@@ -288,7 +293,8 @@ def _append_episodes(writer: CacheWriter, config: IngestConfig, image_times: np.
     for rows in split_at_gaps(image_times, config.split_gap and config.split_gap * 1e9):
         period_ns = (config.control_period * 1e9 if config.control_period
                      else refined_period_ns(image_times[rows], image_period_ns))
-        aligned = align_episode(image_times, rows, command_times, period_ns, config.frame_tolerance, state_times)
+        aligned = align_episode(image_times, rows, command_times, period_ns, config.frame_tolerance, state_times,
+                                config.command_offset)
         if aligned is None:
             continue
         episodes.append({'steps': [writer.step_count, len(aligned.frame_rows)], 'period': period_ns / 1e9})

@@ -98,15 +98,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Che
 
     if not path.is_file():
         raise fail('no such file')
-    with open(path, 'rb') as f:
-        head = f.read(4)
-    if head.startswith(_PICKLE_MAGIC):
-        raise fail('this is a pickle / torch.save file; lewm_ros never unpickles (expected safetensors)')
-    try:
+    try:  # safetensors parsing never executes anything, whatever the bytes
         with safe_open(str(path), framework='pt') as f:
             header = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
+        with open(path, 'rb') as f:
+            head = f.read(4)
+        if head.startswith(_PICKLE_MAGIC):  # only a hint for the message: a safetensors length can start so too
+            raise fail('this is a pickle / torch.save file; lewm_ros never unpickles (expected safetensors)') from None
         raise fail(f'not a readable safetensors file (truncated or corrupt?): {e}') from None
     if header.get('format') != FORMAT:
         raise fail(f"not a lewm_ros checkpoint (format {header.get('format')!r}, expected {FORMAT!r})")

@@ -63,12 +63,13 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
         raw = dict(raw)
-        encoder = _build(EncoderConfig, raw.pop('encoder', {}), 'encoder')
-        predictor = _build(PredictorConfig, raw.pop('predictor', {}), 'predictor')
-        return _build(cls, raw, 'model', encoder=encoder, predictor=predictor)
+        encoder = dataclass_from_dict(EncoderConfig, raw.pop('encoder', {}), 'encoder')
+        predictor = dataclass_from_dict(PredictorConfig, raw.pop('predictor', {}), 'predictor')
+        return dataclass_from_dict(cls, raw, 'model', encoder=encoder, predictor=predictor)
 
 
-def _build(cls, raw: dict[str, Any], where: str, **fixed):
+def dataclass_from_dict(cls, raw: dict[str, Any], where: str, **fixed):
+    """``cls(**raw, **fixed)``, refusing unknown keys with a message that lists the known ones."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:

@@ -12,6 +12,7 @@ and roll over to a new bag every ``episode_duration`` seconds when that is posit
 
 import dataclasses
 import importlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ class RecorderNode(Node):
                         for topic, type_name in zip(self.config.topics, types, strict=True)}
         self._qos = QoSProfile(depth=self.config.qos_depth, reliability=RELIABILITIES[self.config.reliability])
         self.last_bag: Path | None = None
+        self.refusal = ''  # why the last start_episode opened nothing
 
         self._discovery_timer = None
         self._subscribe_known_topics()
@@ -181,8 +183,9 @@ class RecorderNode(Node):
         return self._writer is not None
 
     def start_episode(self) -> Path | None:
-        """Open a new bag; None when an episode is already being recorded."""
+        """Open a new bag; None (reason in ``refusal``) when already recording or the bag cannot be opened."""
         with self._lock:
+            self.refusal = 'already recording'
             path = None if self._writer is not None else self._open_bag()
         if path is not None:
             self.get_logger().info(f'episode started: {path}')
@@ -201,14 +204,21 @@ class RecorderNode(Node):
                 self._close_bag()
                 self._open_bag()
 
-    def _open_bag(self) -> Path:
+    def _open_bag(self) -> Path | None:
         stamp = time.strftime('%Y%m%d_%H%M%S')
-        path = Path(self.config.output_dir) / f'{self.config.bag_prefix}_{stamp}_{self._episode_number:04d}'
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = BagWriter(path, self.config.storage)
-        for topic, type_name in self._types.items():
-            self._writer.add_topic(topic, type_name)
+        name = f'{self.config.bag_prefix}_{stamp}_{os.getpid()}_{self._episode_number:04d}'  # unique per process
+        path = Path(self.config.output_dir) / name
         self._episode_number += 1
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = BagWriter(path, self.config.storage)
+            for topic, type_name in self._types.items():
+                writer.add_topic(topic, type_name)
+        except Exception as err:  # filesystem or rosbags: report it, the node keeps running
+            self.refusal = f'cannot open bag {path}: {err}'
+            self.get_logger().error(self.refusal)
+            return None
+        self._writer = writer
         self._episode_started = time.monotonic()
         self._message_count = 0
         return path
@@ -226,7 +236,7 @@ class RecorderNode(Node):
     def _set_recording(self, on: bool) -> tuple[bool, str]:
         path = self.start_episode() if on else self.stop_episode()
         if path is None:
-            return False, 'already recording' if on else 'not recording'
+            return False, self.refusal if on else 'not recording'
         return True, str(path)
 
     def _on_start(self, _request, response):

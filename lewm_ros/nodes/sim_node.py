@@ -150,6 +150,8 @@ class SimNode(Node):
             return f'task must be one of {tasks} for world {world}, got {values["task"]!r}'
         if 'image_size' in values and not 8 <= values['image_size'] <= 512:
             return f'image_size must be in 8..512, got {values["image_size"]}'
+        if 'seed' in values and values['seed'] < 0:
+            return f'seed must be >= 0, got {values["seed"]}'
         if 'rate_hz' in values and not values['rate_hz'] > 0:
             return f'rate_hz must be positive, got {values["rate_hz"]}'
         if values.get('command_type', 'float64_multi_array') not in COMMAND_TYPES:

@@ -186,6 +186,10 @@ def collect(settings: CollectSettings, episodes: int, out, workers: int = 1, pro
     try:
         for _ in results:
             bar.update()
+    except BaseException:
+        if pool is not None:
+            pool.terminate()  # Ctrl-C or a failed episode: don't wait for the rest
+        raise
     finally:
         bar.close()
         if pool is not None:
