@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint bench arm-reach-checkpoint clean
+.PHONY: venv test lint bench demo arm-reach-checkpoint clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ bench: $(STAMP)
 	$(BIN)/python training/bench_model.py
 	$(BIN)/python training/bench_train.py --preset small
 
+# sim_node + planner_node over real DDS with the shipped checkpoint: success rate, plan times, GIF and plot
+# in out/demo/ (training/demo.py --help: episodes, steps, planner parameter overrides).
+demo: $(STAMP)
+	$(BIN)/python training/demo.py
+
 # The shipped planner checkpoint, from scratch: collect arm-reach bags, ingest, train (CPU, ~25 min).
 ARM_DATA := out/arm_reach
 arm-reach-checkpoint: $(STAMP)
@@ -39,6 +44,25 @@ arm-reach-checkpoint: $(STAMP)
 	$(BIN)/lewm-train --config training/configs/arm_reach.yaml
 	mkdir -p lewm_ros/checkpoints
 	cp runs/arm_reach_small/model.safetensors lewm_ros/checkpoints/arm_reach_small.safetensors
+
+# The Two-Room result end to end on 2 CPU cores (about 45 min): collect, ingest, train, evaluate at
+# the 50/25 protocol (standard and cross-room pairs) and the longer 150/100 protocol, then the
+# violation-of-expectation and probe report. Results land in out/two_room/.
+TWO_ROOM := out/two_room
+TWO_ROOM_PLAN := --samples 300 --iterations 10 --horizon 5 --mode paper
+two-room: $(STAMP)
+	$(BIN)/lewm-collect --world two_room --policy expert --episodes 2000 --steps 120 --workers 2 \
+		--seed 0 --out $(TWO_ROOM)/train
+	$(BIN)/lewm-collect --world two_room --policy expert --episodes 200 --steps 120 --workers 2 \
+		--seed 500000 --out $(TWO_ROOM)/heldout
+	$(BIN)/lewm-train --config training/configs/two_room.yaml
+	$(BIN)/lewm-eval --checkpoint runs/two_room_small/model.safetensors --world two_room \
+		--pairs $(TWO_ROOM)/heldout --episodes 50 --goal-offset 25 --budget 50 $(TWO_ROOM_PLAN) \
+		--out $(TWO_ROOM)/eval_50_25
+	$(BIN)/lewm-eval --checkpoint runs/two_room_small/model.safetensors --world two_room \
+		--pairs $(TWO_ROOM)/heldout --episodes 50 --goal-offset 100 --budget 150 $(TWO_ROOM_PLAN) \
+		--subsets standard --out $(TWO_ROOM)/eval_150_100
+	$(BIN)/lewm-physics --checkpoint runs/two_room_small/model.safetensors --out $(TWO_ROOM)/physics
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

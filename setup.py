@@ -30,7 +30,10 @@ setup(
             'lewm-collect = lewm_ros.sim.collect:main',
             'lewm-ingest = lewm_ros.data.ingest:main',
             'recorder_node = lewm_ros.nodes.recorder_node:main',
+            'planner_node = lewm_ros.nodes.planner_node:main',
             'lewm-train = lewm_ros.training.train:main',
+            'lewm-eval = lewm_ros.training.evaluate:main',
+            'lewm-physics = lewm_ros.training.physics:main',
         ],
     },
 )

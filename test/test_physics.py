@@ -1,0 +1,40 @@
+"""lewm-physics: the perturbed renderings, and the report end to end on a tiny model."""
+
+import numpy as np
+import torch
+
+from lewm_ros.model.checkpoint import save_checkpoint
+from lewm_ros.model.config import preset
+from lewm_ros.model.world_model import WorldModel
+from lewm_ros.sim import make_world
+from lewm_ros.training.physics import TELEPORT_MIN_PX, expert_trajectory, main, render_variant
+
+
+def test_perturbations_change_only_what_they_claim_from_the_event_on():
+    world = make_world('two_room')
+    states, actions = expert_trajectory(world, 30, seed=5)
+    rng = np.random.default_rng(0)
+    plain = render_variant(world, states, actions, 'unperturbed', 15, rng)
+    colour = render_variant(world, states, actions, 'colour change', 15, rng)
+    teleport = render_variant(world, states, actions, 'teleport', 15, rng)
+    np.testing.assert_array_equal(colour[:15], plain[:15])
+    np.testing.assert_array_equal(teleport[:15], plain[:15])
+    assert all((colour[t] != plain[t]).any() for t in range(15, 31))
+    red = plain[15].astype(int)[..., 0] - plain[15].astype(int)[..., 2]
+    moved = teleport[15].astype(int)[..., 0] - teleport[15].astype(int)[..., 2]
+    # the agent's brightest red pixel jumped at least the teleport distance (in 64 px units)
+    before, after = np.unravel_index(red.argmax(), red.shape), np.unravel_index(moved.argmax(), moved.shape)
+    assert np.hypot(*np.subtract(before, after)) * 224 / 64 > TELEPORT_MIN_PX - 2 * 224 / 64
+    np.testing.assert_array_equal(world.agent_color, (255, 0, 0))  # the world is left as it was
+
+
+def test_report_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    cfg = preset('small')
+    cfg.predictor.depth, cfg.encoder.channels, cfg.encoder.width = 1, (8, 8, 8, 8), 16
+    ckpt = save_checkpoint(tmp_path / 'tiny.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
+    results = main(['--checkpoint', str(ckpt), '--trajectories', '4', '--steps', '40', '--out', str(tmp_path)])
+    assert set(results['surprise']) == {'unperturbed', 'colour change', 'teleport'}
+    assert all(np.isfinite(t['t']) or np.isnan(t['t']) for t in results['paired_t_tests'].values())
+    assert -1 <= results['probe']['pearson_r_mean'] <= 1
+    assert (tmp_path / 'physics.json').is_file() and (tmp_path / 'surprise.png').is_file()
