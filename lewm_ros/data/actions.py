@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-_TWIST_FIELDS = ('linear.x', 'linear.y', 'linear.z', 'angular.x', 'angular.y', 'angular.z')
+TWIST_FIELDS = ('linear.x', 'linear.y', 'linear.z', 'angular.x', 'angular.y', 'angular.z')
 # message type -> fields it accepts; the first of each is its default
 _FIELDS = {
     'std_msgs/msg/Float64MultiArray': ('data',),
     'std_msgs/msg/Float32MultiArray': ('data',),
-    'geometry_msgs/msg/Twist': _TWIST_FIELDS,
-    'geometry_msgs/msg/TwistStamped': _TWIST_FIELDS,
+    'geometry_msgs/msg/Twist': TWIST_FIELDS,
+    'geometry_msgs/msg/TwistStamped': TWIST_FIELDS,
     'trajectory_msgs/msg/JointTrajectory': ('positions', 'velocities', 'accelerations', 'effort'),
     'sensor_msgs/msg/JointState': ('position', 'velocity', 'effort'),
 }
@@ -69,7 +69,7 @@ def action_from_message(msg, spec: ActionSpec) -> np.ndarray:
     msgtype = message_type(msg)
     if msgtype not in _FIELDS:
         raise ActionError(f'unsupported action message type {msgtype} (supported: {SUPPORTED_ACTION_TYPES})')
-    default_fields = _TWIST_FIELDS if msgtype in _TWIST_TYPES else _FIELDS[msgtype][:1]
+    default_fields = TWIST_FIELDS if msgtype in _TWIST_TYPES else _FIELDS[msgtype][:1]
     fields = spec.fields or default_fields
     unknown = [name for name in fields if name not in _FIELDS[msgtype]]
     if unknown:

@@ -19,7 +19,6 @@ Modes:
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -27,15 +26,12 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
 
 from lewm_ros.data.actions import ActionError, action_from_message
-from lewm_ros.nodes.conversions import float_array_msg, header, rgb_to_image_msg
+from lewm_ros.nodes.conversions import COMMAND_CLASSES, float_array_msg, header, rgb_to_image_msg
 from lewm_ros.sim.commands import COMMAND_TYPES, command_spec
 from lewm_ros.sim.registry import WORLDS, make_world, world_class
 
-_COMMAND_CLASSES = {'float64_multi_array': Float64MultiArray, 'joint_trajectory': JointTrajectory,
-                    'twist_stamped': TwistStamped}
 # name -> (default, description); fixed after start-up unless listed in _LIVE
 _PARAMETERS = {
     'world': ('arm', f'world to simulate: {sorted(WORLDS)}'),
@@ -79,7 +75,7 @@ class SimNode(Node):
         self.success_pub = self.create_publisher(Bool, 'success', 10)
         self.joint_pub = (self.create_publisher(JointState, 'joint_states', 10)
                           if self.world.joint_state() is not None else None)
-        self.create_subscription(_COMMAND_CLASSES[param('command_type')], 'command', self._on_command, 10)
+        self.create_subscription(COMMAND_CLASSES[param('command_type')], 'command', self._on_command, 10)
         self.create_service(Trigger, 'reset', self._on_reset)
         self.create_timer(1.0 / param('rate_hz'), self._on_timer)
         self.start_episode()

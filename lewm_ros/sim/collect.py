@@ -30,9 +30,10 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from lewm_ros.data.actions import TWIST_FIELDS
 from lewm_ros.data.bags import STORAGES, BagWriter
 from lewm_ros.data.images import rgb_to_image_fields
-from lewm_ros.sim.commands import COMMAND_TYPES, TWIST_FIELDS
+from lewm_ros.sim.commands import COMMAND_TYPES
 from lewm_ros.sim.policies import POLICIES, make_policy
 from lewm_ros.sim.registry import WORLDS, make_world, world_class
 from lewm_ros.sim.world import World
@@ -101,6 +102,8 @@ def command_message(writer: BagWriter, command_type: str, action: np.ndarray, na
                                     **{axis: float(values.get(f'{part}.{axis}', 0.0)) for axis in 'xyz'})
                for part in ('linear', 'angular')}
     twist = writer.message('geometry_msgs/msg/Twist', **vectors)
+    if command_type == 'twist':
+        return twist
     return writer.message('geometry_msgs/msg/TwistStamped', header=writer.header(stamp_ns), twist=twist)
 
 

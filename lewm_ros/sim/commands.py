@@ -8,20 +8,20 @@ read back through it, and ingest can be configured with the same spec.
   is the action.
 - ``joint_trajectory`` (trajectory_msgs/JointTrajectory): the first point's ``velocities``, by joint
   name (the arm's actions are joint velocities; Two-Room names its axes ``x`` and ``y``).
-- ``twist_stamped`` (geometry_msgs/TwistStamped): ``linear.x, linear.y, ...`` in order, one
-  component per action dimension.
+- ``twist_stamped`` / ``twist`` (geometry_msgs/TwistStamped or Twist): ``linear.x, linear.y, ...`` in
+  order, one component per action dimension.
 """
 
 from __future__ import annotations
 
-from lewm_ros.data.actions import ActionSpec
+from lewm_ros.data.actions import TWIST_FIELDS, ActionSpec
 
 COMMAND_TYPES = {
     'float64_multi_array': 'std_msgs/msg/Float64MultiArray',
     'joint_trajectory': 'trajectory_msgs/msg/JointTrajectory',
     'twist_stamped': 'geometry_msgs/msg/TwistStamped',
+    'twist': 'geometry_msgs/msg/Twist',
 }
-TWIST_FIELDS = ('linear.x', 'linear.y', 'linear.z', 'angular.x', 'angular.y', 'angular.z')
 
 
 def command_spec(command_type: str, action_names: tuple[str, ...]) -> ActionSpec:
@@ -31,7 +31,7 @@ def command_spec(command_type: str, action_names: tuple[str, ...]) -> ActionSpec
         return ActionSpec(dim=dim)
     if command_type == 'joint_trajectory':
         return ActionSpec(fields=('velocities',), joints=tuple(action_names), dim=dim)
-    if command_type == 'twist_stamped':
+    if command_type in ('twist_stamped', 'twist'):
         if dim > len(TWIST_FIELDS):
             raise ValueError(f'a Twist carries at most {len(TWIST_FIELDS)} numbers, the action has {dim}')
         return ActionSpec(fields=TWIST_FIELDS[:dim], dim=dim)
