@@ -330,6 +330,8 @@ def _parse_args(argv):
     parser.add_argument('--control-period', type=float, help='seconds (default: refined median image period)')
     parser.add_argument('--split-gap', type=float, help='split episodes at image gaps longer than this (s)')
     parser.add_argument('--time-source', choices=TIME_SOURCES)
+    parser.add_argument('--command-offset', type=float,
+                        help='a step takes the latest command at or before this fraction of the step (default 0.5)')
     parser.add_argument('--action-fields', nargs='+', help="e.g. linear.x angular.z, or 'velocity'")
     parser.add_argument('--action-joints', nargs='+', help='joint names to select, in order')
     return parser.parse_args(argv)
@@ -339,7 +341,7 @@ def config_from_args(args) -> IngestConfig:
     """YAML config (if any) overridden by the flags that were given."""
     settings = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     for name in ('image_topic', 'action_topic', 'state_topic', 'image_size', 'control_period', 'split_gap',
-                 'time_source'):
+                 'time_source', 'command_offset'):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     action = settings.setdefault('action', {})
