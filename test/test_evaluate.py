@@ -16,7 +16,7 @@ from lewm_ros.training.evaluate import (
     Pair,
     cross_room,
     episode_states,
-    main,
+    run,
     run_episode,
     sample_pairs,
     wilson,
@@ -83,7 +83,7 @@ def test_end_to_end_writes_results(tmp_path, heldout):
     cfg = preset('small')
     cfg.predictor.depth, cfg.encoder.channels, cfg.encoder.width = 1, (8, 8, 8, 8), 16
     ckpt = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
-    results = main(['--checkpoint', str(ckpt), '--world', 'two_room', '--pairs', str(heldout), '--episodes', '3',
+    results = run(['--checkpoint', str(ckpt), '--world', 'two_room', '--pairs', str(heldout), '--episodes', '3',
                     '--budget', '10', '--samples', '16', '--elites', '4', '--iterations', '2',
                     '--out', str(tmp_path / 'eval'), '--no-progress'])
     saved = json.loads((tmp_path / 'eval' / 'results.json').read_text())

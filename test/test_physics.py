@@ -7,7 +7,7 @@ from lewm_ros.model.checkpoint import save_checkpoint
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim import make_world
-from lewm_ros.training.physics import TELEPORT_MIN_PX, expert_trajectory, main, render_variant
+from lewm_ros.training.physics import TELEPORT_MIN_PX, expert_trajectory, render_variant, run
 
 
 def test_perturbations_change_only_what_they_claim_from_the_event_on():
@@ -33,7 +33,7 @@ def test_report_end_to_end(tmp_path):
     cfg = preset('small')
     cfg.predictor.depth, cfg.encoder.channels, cfg.encoder.width = 1, (8, 8, 8, 8), 16
     ckpt = save_checkpoint(tmp_path / 'tiny.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
-    results = main(['--checkpoint', str(ckpt), '--trajectories', '4', '--steps', '40', '--out', str(tmp_path)])
+    results = run(['--checkpoint', str(ckpt), '--trajectories', '4', '--steps', '40', '--out', str(tmp_path)])
     assert set(results['surprise']) == {'unperturbed', 'colour change', 'teleport'}
     assert all(np.isfinite(t['t']) or np.isnan(t['t']) for t in results['paired_t_tests'].values())
     assert -1 <= results['probe']['pearson_r_mean'] <= 1

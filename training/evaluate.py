@@ -187,7 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> None:
+    run(argv)
+
+
+def run(argv=None) -> dict:
+    """``main`` returning the results (for tests and scripts)."""
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device, 0)
     torch.manual_seed(args.seed)

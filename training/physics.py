@@ -120,7 +120,12 @@ def plot(curves: dict[str, np.ndarray], event_frame: int, frameskip: int, path: 
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> None:
+    run(argv)
+
+
+def run(argv=None) -> dict:
+    """``main`` returning the results (for tests and scripts)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', required=True, type=Path)
     parser.add_argument('--trajectories', type=int, default=50)

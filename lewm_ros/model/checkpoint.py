@@ -55,6 +55,9 @@ def atomic_write(path: Path, write) -> None:
         write(tmp)
         with open(tmp, 'rb') as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints from other users
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
