@@ -79,6 +79,17 @@ def sample_pairs(world: World, episodes: list[tuple[str, np.ndarray]], count: in
     return pairs
 
 
+def world_pairs(world: World, count: int, seed: int, accept=None) -> list[Pair]:
+    """Pairs from ``world.reset(seed=seed + i)``: the world's own start and goal distributions."""
+    pairs, index = [], seed
+    while len(pairs) < count:
+        start, _ = world.reset(seed=index)
+        if not accept or accept(start, world.goal):
+            pairs.append(Pair(f'reset(seed={index})', 0, start.tolist(), world.goal.tolist()))
+        index += 1
+    return pairs
+
+
 def run_episode(world: World, pair: Pair, budget: int, policy) -> tuple[bool, int]:
     """Success at any step within ``budget``, and the step it came at (budget when it did not)."""
     world.reset(options={'state': pair.start, 'goal': pair.goal})
@@ -154,7 +165,8 @@ def plot(results: dict, path: Path) -> None:
     ax.set_xticks(range(len(subsets)), subsets)
     ax.set_ylabel('success %  (95% Wilson interval)')
     ax.set_ylim(0, 105)
-    ax.set_title(f"{results['world']}: goal {results['goal_offset']} steps ahead, budget {results['budget']}")
+    goals = f"goal {results['goal_offset']} steps ahead" if results['goal_offset'] else 'sampled goals'
+    ax.set_title(f"{results['world']}: {goals}, budget {results['budget']}")
     ax.legend(loc='lower right')
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -166,8 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--checkpoint', required=True, type=Path)
     parser.add_argument('--world', required=True, choices=['two_room', 'arm'])
     parser.add_argument('--task', help="world task (default: the world's first)")
-    parser.add_argument('--pairs', required=True, nargs='+', type=Path,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--pairs', nargs='+', type=Path,
                         help='held-out episode bags (or folders of them) with a state topic')
+    source.add_argument('--sampled-pairs', action='store_true',
+                        help="start and goal drawn by the world's own sampler, as sim_node's reset does")
     parser.add_argument('--episodes', type=int, default=50, help='pairs per subset')
     parser.add_argument('--goal-offset', type=int, default=25, help='goal = the state this many steps later')
     parser.add_argument('--budget', type=int, default=50, help='control steps per episode')
@@ -205,16 +220,17 @@ def run(argv=None) -> dict:
     mpc = MPC(ckpt, world.action_space.low, world.action_space.high, cem, mpc_config)
     mpc.warm_up()
 
-    episodes = [(str(bag), episode_states(bag)) for bag in find_bags(args.pairs)]
+    episodes = [(str(bag), episode_states(bag)) for bag in find_bags(args.pairs)] if args.pairs else None
     subsets = args.subsets or (['standard', 'cross_room'] if args.world == 'two_room' else ['standard'])
     accept = {'standard': None, 'cross_room': cross_room}
     rng = np.random.default_rng(args.seed)
     results = {'checkpoint': str(args.checkpoint), 'world': world.name, 'task': world.task,
-               'goal_offset': args.goal_offset, 'budget': args.budget, 'seed': args.seed,
+               'goal_offset': args.goal_offset if episodes else None, 'budget': args.budget, 'seed': args.seed,
                'cem': asdict(cem), 'mpc': asdict(mpc_config), 'device': str(device), 'subsets': {}}
     started = time.perf_counter()
     for subset in subsets:
-        pairs = sample_pairs(world, episodes, args.episodes, args.goal_offset, rng, accept[subset])
+        pairs = (sample_pairs(world, episodes, args.episodes, args.goal_offset, rng, accept[subset]) if episodes
+                 else world_pairs(world, args.episodes, args.seed, accept[subset]))
         entry = {'pairs': [asdict(p) for p in pairs]}
         entry['planner'] = evaluate(world, pairs, args.budget, PlannerPolicy(mpc), f'{subset} planner',
                                     not args.no_progress)
@@ -224,7 +240,8 @@ def run(argv=None) -> dict:
         results['subsets'][subset] = entry
     results['seconds'] = time.perf_counter() - started
 
-    print(f"\n{world.name}/{world.task}: goal {args.goal_offset} steps ahead, budget {args.budget}, "
+    goals = f'goal {args.goal_offset} steps ahead' if episodes else "the world's sampled goals"
+    print(f"\n{world.name}/{world.task}: {goals}, budget {args.budget}, "
           f"{args.episodes} pairs per subset, CEM {args.samples}x{args.iterations} H={args.horizon}, {args.mode} mode")
     print(f"{'subset':12s} {'policy':8s} {'success':>8s}  95% interval")
     for subset, entry in results['subsets'].items():

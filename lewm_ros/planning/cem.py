@@ -1,0 +1,106 @@
+"""Cross-entropy method over normalised action blocks, batched on the model's device, and the latent cost.
+
+``CEM.plan`` is the whole optimisation, in the spirit of TD-MPC2's ``_plan``: sample candidates around a
+Gaussian, score them all in one batched call, refit the Gaussian to the elites, return its mean. The loop
+never synchronises with the host (no ``.item()``, no ``.cpu()``, no branching on tensor values), so on a GPU
+every iteration is queued without waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lewm_ros.model.world_model import WorldModel
+
+CostFn = Callable[[torch.Tensor], torch.Tensor]  # candidates (N, H, K) -> costs (N,)
+
+
+@dataclass
+class CEMConfig:
+    """The search: how many candidates, how many rounds, how far ahead (ROS parameters ``cem.*``)."""
+
+    samples: int = 300
+    elites: int = 30
+    iterations: int = 30
+    horizon: int = 5  # action blocks (frameskip raw actions each)
+    init_std: float = 1.0  # normalised action units
+    min_std: float = 0.05  # floor that keeps the search from collapsing in the first rounds
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ValueError with the reason when a value is invalid."""
+        if self.samples < 2 or not 1 <= self.elites <= self.samples:
+            raise ValueError(f'need samples >= 2 and 1 <= elites <= samples, got {self.samples} / {self.elites}')
+        if self.iterations < 1 or self.horizon < 1:
+            raise ValueError(f'iterations and horizon must be >= 1, got {self.iterations} / {self.horizon}')
+        if not (self.init_std > 0 and 0 <= self.min_std <= self.init_std):
+            raise ValueError(f'need init_std > 0 and 0 <= min_std <= init_std, got {self.init_std} / {self.min_std}')
+
+
+def normalised_bounds(low, high, action_mean, action_std, frameskip: int, device=None):
+    """Raw per-dimension limits (A,) -> bounds (K,) of one normalised action block (K = frameskip * A)."""
+    low = (np.asarray(low, np.float32) - action_mean) / action_std  # (A,)
+    high = (np.asarray(high, np.float32) - action_mean) / action_std  # (A,)
+    return (torch.as_tensor(np.tile(low, frameskip), device=device),  # (K,)
+            torch.as_tensor(np.tile(high, frameskip), device=device))  # (K,)
+
+
+class CEM:
+    def __init__(self, config: CEMConfig, low: torch.Tensor, high: torch.Tensor):
+        """low, high: (K,) normalised bounds of one action block; the search runs on their device."""
+        config.validate()
+        self.config, self.low, self.high = config, low, high  # (K,), (K,)
+        self.generator = torch.Generator(device=low.device).manual_seed(config.seed)
+
+    @torch.inference_mode()
+    def plan(self, cost_fn: CostFn, warm_start: torch.Tensor | None = None,
+             horizon: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Minimise ``cost_fn`` over (horizon, K) block sequences; returns the final mean and its cost.
+
+        warm_start: (horizon, K) initial mean (the previous plan, shifted); None starts from 0 (the mean
+        action of the training data). The current mean is always one of the candidates, so a good warm
+        start is never lost to sampling noise.
+        """
+        cfg, K = self.config, self.low.shape[0]
+        H = horizon or cfg.horizon
+        mean = torch.zeros(H, K, device=self.low.device) if warm_start is None else warm_start  # (H, K)
+        mean = mean.clamp(self.low, self.high)  # (H, K)
+        std = torch.full((H, K), cfg.init_std, device=self.low.device)  # (H, K)
+        for _ in range(cfg.iterations):
+            noise = torch.randn(cfg.samples, H, K, generator=self.generator, device=mean.device)  # (N, H, K)
+            noise[0] = 0.0  # (H, K): candidate 0 is the mean itself
+            candidates = (mean + std * noise).clamp(self.low, self.high)  # (N, H, K)
+            costs = cost_fn(candidates)  # (N,)
+            elites = candidates[costs.topk(cfg.elites, largest=False).indices]  # (E, H, K)
+            mean = elites.mean(dim=0)  # (H, K)
+            std = elites.std(dim=0, correction=0).clamp_min(cfg.min_std)  # (H, K)
+        return mean, cost_fn(mean[None])[0]  # (H, K), ()
+
+
+class LatentCost:
+    """Squared L2 distance between predicted embeddings and the goal embedding, for candidate block sequences.
+
+    The observations and the goal are encoded once by the caller; each call only rolls the predictor out.
+    intermediate_weight = 0 is the paper's cost (last predicted embedding only); > 0 adds that weight times
+    the mean distance over all predicted steps, which rewards arriving early instead of just in time.
+    """
+
+    def __init__(self, model: WorldModel, history: torch.Tensor, past_blocks: torch.Tensor, goal: torch.Tensor,
+                 intermediate_weight: float = 0.0):
+        """history (1, T0, D) observed embeddings, past_blocks (1, T0-1, K) executed between them, goal (D,)."""
+        self.model, self.history, self.past_blocks, self.goal = model, history, past_blocks, goal
+        self.intermediate_weight = intermediate_weight
+
+    def distances(self, candidates: torch.Tensor) -> torch.Tensor:
+        """(N, H, K) -> squared distance to the goal after each block (N, H)."""
+        actions = torch.cat([self.past_blocks.expand(candidates.shape[0], -1, -1), candidates], dim=1)  # (N, T0-1+H, K)
+        predicted = self.model.rollout(self.history, actions)  # (N, H, D)
+        return (predicted - self.goal).square().sum(dim=-1)  # (N, H)
+
+    def __call__(self, candidates: torch.Tensor) -> torch.Tensor:
+        distances = self.distances(candidates)  # (N, H)
+        return distances[:, -1] + self.intermediate_weight * distances.mean(dim=1)  # (N,)

@@ -1,0 +1,252 @@
+"""planner_node over real DDS (in-process executor thread, or its own process): malformed images, the watchdog,
+NaN plans, parameters, signals; and the action -> command message adapter."""
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip('rclpy')
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rcl_interfaces.msg import Log  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+
+from lewm_ros.data.actions import action_from_message  # noqa: E402
+from lewm_ros.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from lewm_ros.model.config import EncoderConfig, ModelConfig, PredictorConfig  # noqa: E402
+from lewm_ros.model.world_model import WorldModel  # noqa: E402
+from lewm_ros.nodes.conversions import command_msg, rgb_to_image_msg  # noqa: E402
+from lewm_ros.nodes.planner_node import PlannerNode  # noqa: E402
+from lewm_ros.sim.commands import command_spec  # noqa: E402
+
+pytestmark = pytest.mark.ros
+WATCHDOG = 0.5
+RATE = 20.0
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """A randomly initialised tiny model: the node's plumbing does not care how good the plans are."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder=EncoderConfig(kind='cnn', image_size=16, width=16, channels=(8, 8)),
+                      predictor=PredictorConfig(depth=1, heads=2, head_dim=8, mlp_dim=32),
+                      embed_dim=16, projector_hidden=32)
+    model = WorldModel(cfg)
+    for block in model.predictor.blocks:  # AdaLN-zero starts action-blind: give the actions an effect
+        torch.nn.init.normal_(block.modulation[1].weight, std=0.5)
+    return save_checkpoint(tmp_path_factory.mktemp('ckpt') / 'tiny.safetensors', model, [0.0, 0.0], [1.0, 1.0])
+
+
+def frame(k: int) -> np.ndarray:
+    return np.random.default_rng(k).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+
+class Harness:
+    """The planner node and a probe node (camera, goal, listeners) spun on one executor thread."""
+
+    def __init__(self, namespace: str, checkpoint, **parameters):
+        values = {'checkpoint': str(checkpoint), 'device': 'cpu', 'image_qos': 'reliable', 'control_rate': RATE,
+                  'watchdog_timeout': WATCHDOG, 'cem.samples': 16, 'cem.elites': 4, 'cem.iterations': 2,
+                  'mpc.mode': 'receding', 'mpc.execute_steps': 2, **parameters}
+        self.node = PlannerNode(namespace=namespace,
+                                parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        self.probe = rclpy.create_node('probe', namespace=namespace)
+        self.lock = threading.Lock()
+        self.commands, self.states, self.logs = [], [], []
+        self.camera = self.probe.create_publisher(Image, 'image', 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self.goal = self.probe.create_publisher(Image, 'goal_image', latched)
+        self.probe.create_subscription(Float64MultiArray, 'command', self._record(self.commands), 100)
+        self.probe.create_subscription(DiagnosticArray, 'diagnostics', self._on_diagnostics, 100)
+        rosout = QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                            reliability=ReliabilityPolicy.RELIABLE)
+        self.probe.create_subscription(Log, '/rosout', self._record(self.logs), rosout)
+        self.executor = MultiThreadedExecutor(num_threads=3)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.probe)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _record(self, into):
+        def callback(msg):
+            with self.lock:
+                into.append((time.monotonic(), msg))
+        return callback
+
+    def _on_diagnostics(self, msg):
+        with self.lock:
+            self.states.append({kv.key: kv.value for kv in msg.status[0].values})
+
+    def wait_for(self, condition, what: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f'timed out waiting for {what}'
+            time.sleep(0.01)
+
+    def stream(self, seconds: float, make_msg) -> None:
+        """Publish make_msg(k) as a 30 Hz camera would, for ``seconds``."""
+        end, k = time.monotonic() + seconds, 0
+        while time.monotonic() < end:
+            self.camera.publish(make_msg(k))
+            k += 1
+            time.sleep(1 / 30)
+
+    def plans(self) -> int:
+        with self.lock:
+            return max((int(state['plans']) for state in self.states), default=0)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join(timeout=10)
+        self.node.stop()
+        self.node.destroy_node()
+        self.probe.destroy_node()
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    try:
+        yield
+    finally:
+        rclpy.try_shutdown()
+
+
+def image(rgb):
+    return rgb_to_image_msg(rgb, rclpy.clock.Clock().now().to_msg())
+
+
+def test_malformed_images_are_logged_and_ignored_and_planning_resumes(ros, checkpoint):
+    harness = Harness('malformed', checkpoint)
+    try:
+        harness.wait_for(lambda: harness.camera.get_subscription_count() and harness.goal.get_subscription_count(),
+                         'the planner to subscribe')
+        harness.goal.publish(image(frame(999)))
+        harness.stream(1.0, lambda k: image(frame(k)))
+        harness.wait_for(lambda: harness.plans() > 0, 'a first plan')
+
+        bad = [Image(height=32, width=32, encoding='rgb8', step=10, data=bytes(320)),  # step < width x 3
+               Image(height=0, width=0, encoding='rgb8', step=0, data=b''),  # zero size
+               Image(height=32, width=32, encoding='yuv422', step=64, data=bytes(2048)),  # unknown encoding
+               Image(height=32, width=32, encoding='rgb8', step=96, data=bytes(100))]  # data size mismatch
+        harness.stream(1.0, lambda k: bad[k % len(bad)])
+        with harness.lock:
+            logged = ' | '.join(msg.msg for _, msg in harness.logs)
+        for reason in ('step 10 < width 32', 'empty image 0x0', "unsupported encoding 'yuv422'",
+                       'data has 100 bytes, expected height 32 x step 96'):
+            assert reason in logged, f'no log says {reason!r}: {logged}'
+
+        plans = harness.plans()
+        harness.stream(1.0, lambda k: image(frame(100 + k)))
+        harness.wait_for(lambda: harness.plans() > plans, 'planning to resume on good frames')
+        with harness.lock:
+            assert harness.states[-1]['state'] == 'running', harness.states[-1]
+    finally:
+        harness.close()
+
+
+def test_a_stalled_camera_makes_it_hold_within_the_watchdog_timeout(ros, checkpoint):
+    harness = Harness('stall', checkpoint)
+    try:
+        harness.wait_for(lambda: harness.camera.get_subscription_count() and harness.goal.get_subscription_count(),
+                         'the planner to subscribe')
+        harness.goal.publish(image(frame(999)))
+        harness.stream(1.5, lambda k: image(frame(k)))
+        time.sleep(WATCHDOG + 0.5)  # the camera has stopped
+        with harness.lock:
+            last_frame = harness.node._frame_time  # when the node received the last frame
+            before = [np.asarray(msg.data) for t, msg in harness.commands if t < last_frame]
+            after = [(t - last_frame, np.asarray(msg.data)) for t, msg in harness.commands if t > last_frame]
+        assert any(np.abs(command).max() > 0.01 for command in before), 'the planner never moved the robot'
+        late = [command for delay, command in after if delay > WATCHDOG + 2 / RATE]
+        assert late and all(np.array_equal(command, [0.0, 0.0]) for command in late), after
+        with harness.lock:
+            assert harness.node._state == 'hold: no fresh frame'
+    finally:
+        harness.close()
+
+
+def test_a_plan_with_nan_makes_it_hold_and_report(ros, checkpoint, tmp_path):
+    broken = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        broken.model.predictor.pred_proj.net[-1].bias.fill_(float('nan'))  # every prediction is NaN
+    broken_path = save_checkpoint(tmp_path / 'nan.safetensors', broken.model, [0.0, 0.0], [1.0, 1.0])
+    harness = Harness('nan', broken_path)
+    try:
+        harness.wait_for(lambda: harness.camera.get_subscription_count() and harness.goal.get_subscription_count(),
+                         'the planner to subscribe')
+        harness.goal.publish(image(frame(999)))
+        harness.stream(1.0, lambda k: image(frame(k)))
+        harness.wait_for(lambda: harness.plans() > 1, 'plans')
+        with harness.lock:
+            assert harness.commands and all(np.array_equal(msg.data, [0.0, 0.0]) for _, msg in harness.commands)
+            assert harness.states[-1]['state'] == 'hold: plan not finite', harness.states[-1]
+            assert any('not finite' in msg.msg for _, msg in harness.logs)
+    finally:
+        harness.close()
+
+
+def test_invalid_parameter_updates_are_rejected_with_a_reason(ros, checkpoint):
+    node = PlannerNode(parameter_overrides=[Parameter('checkpoint', value=str(checkpoint)),
+                                            Parameter('device', value='cpu'), Parameter('cem.samples', value=16),
+                                            Parameter('cem.elites', value=4), Parameter('cem.iterations', value=2)])
+    try:
+        for name, value, reason in [('cem.elites', 1000, 'elites'), ('mpc.mode', 'lazy', 'mode'),
+                                    ('action_low', [-1.0], 'action_low'), ('watchdog_timeout', 0.0, 'watchdog'),
+                                    ('goal_image_file', '/no/such.png', 'does not exist'),
+                                    ('device', 'cuda', 'read-only')]:
+            result = node.set_parameters([Parameter(name, value=value)])[0]
+            assert not result.successful and reason in result.reason, (name, result.reason)
+        assert node.mpc.cem.config.elites == 4  # unchanged
+
+        assert node.set_parameters([Parameter('cem.samples', value=32), Parameter('mpc.mode', value='shrinking')])
+        assert node.mpc.cem.config.samples == 32 and node.mpc.config.mode == 'shrinking'  # used by the next plan
+    finally:
+        node.stop()
+        node.destroy_node()
+
+
+def test_bad_startup_parameters_fail_with_the_reason(ros, checkpoint, tmp_path):
+    with pytest.raises(ValueError, match='command_type'):
+        PlannerNode(parameter_overrides=[Parameter('checkpoint', value=str(checkpoint)),
+                                         Parameter('command_type', value='pigeon')])
+    with pytest.raises(ValueError, match='no such file'):
+        PlannerNode(parameter_overrides=[Parameter('checkpoint', value=str(tmp_path / 'missing.safetensors'))])
+
+
+@pytest.mark.parametrize('signal_name', ['SIGINT', 'SIGTERM'])
+def test_the_node_process_shuts_down_cleanly_on_a_signal(checkpoint, signal_name):
+    process = subprocess.Popen([sys.executable, '-m', 'lewm_ros.nodes.planner_node', '--ros-args',
+                                '-r', f'__ns:=/{signal_name.lower()}', '-p', f'checkpoint:={checkpoint}',
+                                '-p', 'device:=cpu', '-p', 'cem.samples:=16', '-p', 'cem.elites:=4'],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert 'planning with' in process.stdout.readline()  # up and spinning
+        time.sleep(0.5)
+        process.send_signal(getattr(signal, signal_name))
+        output = process.communicate(timeout=20)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and 'Traceback' not in output, output
+
+
+@pytest.mark.parametrize('command_type', ['float64_multi_array', 'joint_trajectory', 'twist_stamped', 'twist'])
+def test_command_messages_read_back_as_the_commanded_action(command_type):
+    joints = ('shoulder', 'elbow')
+    msg = command_msg(command_type, [0.5, -1.25], Time(sec=3), joints, duration=0.1)
+    spec = command_spec('twist_stamped' if command_type == 'twist' else command_type, joints)  # same fields
+    np.testing.assert_array_equal(action_from_message(msg, spec), [0.5, -1.25])
+    positions = command_msg('joint_trajectory', [0.5, -1.25], Time(), joints, positions=True)
+    assert list(positions.points[0].positions) == [0.5, -1.25] and not positions.points[0].velocities

@@ -1,0 +1,198 @@
+"""CEM on toy costs and the MPC's bookkeeping (history, executed actions, shifting, modes), without ROS."""
+
+import numpy as np
+import pytest
+import torch
+
+from lewm_ros.model.checkpoint import Checkpoint
+from lewm_ros.model.config import EncoderConfig, ModelConfig, PredictorConfig
+from lewm_ros.model.world_model import WorldModel
+from lewm_ros.planning import CEM, MPC, CEMConfig, LatentCost, MPCConfig, normalised_bounds
+
+H, K = 4, 6
+
+
+def quadratic(target):
+    def cost(candidates):  # (N, H, K) -> (N,)
+        return (candidates - target).square().sum(dim=(1, 2))
+    return cost
+
+
+def solve(target, iterations, warm_start=None, seed=0):
+    cem = CEM(CEMConfig(samples=200, elites=20, iterations=iterations, horizon=H, min_std=0.01, seed=seed),
+              torch.full((K,), -2.0), torch.full((K,), 2.0))
+    return cem.plan(quadratic(target), warm_start)
+
+
+def test_cem_finds_the_optimum_of_a_quadratic():
+    target = torch.linspace(-1.5, 1.5, H * K).reshape(H, K)
+    mean, cost = solve(target, iterations=30)
+    assert mean.shape == (H, K) and cost.shape == ()
+    torch.testing.assert_close(mean, target, atol=0.02, rtol=0)
+    assert cost == quadratic(target)(mean[None])[0]
+
+
+def test_cem_never_leaves_the_bounds():
+    low, high = torch.tensor([-1.0, -0.5, 0.0]), torch.tensor([1.0, 0.5, 0.2])
+    seen = []
+
+    def cost(candidates):  # the optimum (3, 3, 3) lies outside the box
+        seen.append(candidates.clone())
+        return (candidates - 3.0).square().sum(dim=(1, 2))
+
+    cem = CEM(CEMConfig(samples=50, elites=5, iterations=10, horizon=2, init_std=3.0), low, high)
+    mean, _ = cem.plan(cost, warm_start=torch.full((2, 3), 10.0))  # even an out-of-bounds warm start
+    candidates = torch.cat(seen)
+    assert (candidates >= low).all() and (candidates <= high).all()
+    torch.testing.assert_close(mean, high.expand(2, 3), atol=0.02, rtol=0)
+
+
+def test_warm_start_reaches_the_same_cost_in_fewer_iterations():
+    target = torch.linspace(-1.0, 1.0, H * K).reshape(H, K)
+    threshold = 0.05
+
+    def iterations_needed(warm_start):
+        for iterations in range(1, 30):
+            if solve(target, iterations, warm_start)[1] < threshold:
+                return iterations
+        return 30
+
+    cold = iterations_needed(None)
+    warm = iterations_needed(target + 0.1)  # last plan, shifted: close to the new optimum
+    assert warm < cold, (warm, cold)
+
+
+def test_cem_is_seedable():
+    target = torch.ones(H, K)
+    a, b, c = solve(target, 3, seed=1)[0], solve(target, 3, seed=1)[0], solve(target, 3, seed=2)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_config_validation_says_why():
+    with pytest.raises(ValueError, match='elites'):
+        CEMConfig(samples=10, elites=20).validate()
+    with pytest.raises(ValueError, match='mode'):
+        MPCConfig(mode='lazy').validate()
+
+
+# --- MPC ----------------------------------------------------------------------------------------
+FS, A, SIZE = 5, 2, 16
+MEAN, STD = np.array([0.5, -0.5], np.float32), np.array([2.0, 0.5], np.float32)
+
+
+@pytest.fixture(scope='module')
+def checkpoint():
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder=EncoderConfig(kind='cnn', image_size=SIZE, width=16, channels=(8, 8)),
+                      predictor=PredictorConfig(depth=1, heads=2, head_dim=8, mlp_dim=32),
+                      embed_dim=16, projector_hidden=32, action_dim=A, frameskip=FS)
+    return Checkpoint(WorldModel(cfg).eval(), MEAN, STD)
+
+
+def make_mpc(checkpoint, mode='receding', horizon=3, execute_steps=FS, iterations=2):
+    mpc = MPC(checkpoint, [-1.0, -2.0], [3.0, 1.0], CEMConfig(samples=16, elites=4, iterations=iterations,
+                                                               horizon=horizon),
+              MPCConfig(mode=mode, execute_steps=execute_steps))
+    mpc.set_goal(frame(-1))
+    return mpc
+
+
+def frame(k):
+    return np.full((SIZE, SIZE, 3), k % 256, np.uint8)
+
+
+def run(mpc, steps):
+    """Observe frame k and act at each step k; returns the plans made and the actions executed."""
+    plans, actions = [], []
+    for _ in range(steps):
+        mpc.observe(frame(mpc.step))
+        if mpc.needs_plan:
+            plans.append(mpc.replan())
+        actions.append(mpc.act())
+    return plans, np.array(actions)
+
+
+def test_history_holds_frames_at_block_stride_and_the_blocks_between(checkpoint):
+    mpc = make_mpc(checkpoint)
+    _, actions = run(mpc, 17)
+    mpc.observe(frame(17))
+    request = mpc.request()
+    assert request.step == 17 and mpc.pending
+    # history 3 + 1 more frame for the surprise: steps 2, 7, 12, 17
+    np.testing.assert_array_equal(request.frames[:, 0, 0, 0], [2, 7, 12, 17])
+    expected = ((actions[2:17] - MEAN) / STD).reshape(3, FS * A)
+    np.testing.assert_allclose(request.blocks, expected, rtol=1e-6)
+
+
+def test_executes_the_plan_in_order_and_replans_every_k_steps(checkpoint):
+    mpc = make_mpc(checkpoint, execute_steps=3)
+    plans, actions = run(mpc, 9)
+    assert [plan.step for plan in plans] == [0, 3, 6]
+    for plan in plans:
+        np.testing.assert_allclose(actions[plan.step:plan.step + 3], plan.actions[:3])
+        assert plan.actions.shape == (3 * FS, A) and np.isfinite(plan.cost)
+        assert (plan.actions >= [-1.0, -2.0]).all() and (plan.actions <= [3.0, 1.0]).all()
+    assert plans[0].surprise is None and plans[2].surprise >= 0.0  # 6 steps: one whole block behind
+
+
+def test_warm_start_is_the_last_plan_shifted_by_what_was_executed(checkpoint):
+    mpc = make_mpc(checkpoint, execute_steps=2)
+    (first,), _ = run(mpc, 2)
+    mpc.observe(frame(2))
+    warm = mpc.request().warm_start.reshape(-1, A)
+    np.testing.assert_array_equal(warm[:-2], first.blocks.reshape(-1, A)[2:])
+    np.testing.assert_array_equal(warm[-2:], 0.0)  # the tail: the mean action
+
+
+def test_a_late_plan_skips_the_steps_executed_meanwhile(checkpoint):
+    mpc = make_mpc(checkpoint)
+    mpc.observe(frame(0))
+    request = mpc.request()
+    assert not mpc.needs_plan  # one request at a time
+    held = [mpc.act() for _ in range(2)]  # planning takes two control steps
+    np.testing.assert_array_equal(held, [mpc.hold_action] * 2)
+    plan = mpc.solve(request)
+    assert mpc.install(plan)
+    np.testing.assert_array_equal(mpc.act(), plan.actions[2])
+
+
+def test_paper_mode_executes_the_whole_plan_and_shrinking_mode_keeps_the_arrival_time(checkpoint):
+    plans, _ = run(make_mpc(checkpoint, mode='paper', horizon=2), 25)
+    assert [plan.step for plan in plans] == [0, 10, 20]
+    plans, _ = run(make_mpc(checkpoint, mode='shrinking', horizon=3, execute_steps=5), 35)
+    assert [len(plan.blocks) for plan in plans] == [3, 2, 1, 3, 2, 1, 3]
+
+
+def test_bad_plans_and_plans_from_before_a_reset_are_not_executed(checkpoint):
+    mpc = make_mpc(checkpoint)
+    mpc.observe(frame(0))
+    plan = mpc.solve(mpc.request())
+    plan.blocks[0, 0] = np.nan
+    assert not mpc.install(plan)
+    np.testing.assert_array_equal(mpc.act(), mpc.hold_action)
+    assert mpc.holding
+
+    mpc.observe(frame(1))
+    request = mpc.request()
+    mpc.reset()
+    assert not mpc.install(mpc.solve(request))
+    assert mpc.plan is None and mpc.step == 0
+
+
+def test_latent_cost_adds_the_intermediate_distances(checkpoint):
+    model = checkpoint.model
+    with torch.inference_mode():
+        emb = model.encode(torch.as_tensor(np.stack([frame(0), frame(5)])))[None]  # (1, 2, D)
+        goal = model.encode(torch.as_tensor(frame(9)))
+        candidates = torch.randn(3, 2, FS * A)
+        past = torch.zeros(1, 1, FS * A)
+        distances = LatentCost(model, emb, past, goal).distances(candidates)
+        torch.testing.assert_close(LatentCost(model, emb, past, goal)(candidates), distances[:, -1])
+        torch.testing.assert_close(LatentCost(model, emb, past, goal, 2.0)(candidates),
+                                   distances[:, -1] + 2.0 * distances.mean(1))
+
+
+def test_normalised_bounds_tile_the_raw_limits_per_block():
+    low, high = normalised_bounds([-1.0, -2.0], [3.0, 1.0], MEAN, STD, frameskip=3)
+    np.testing.assert_allclose(low.numpy(), np.tile([-0.75, -3.0], 3))
+    np.testing.assert_allclose(high.numpy(), np.tile([1.25, 3.0], 3))

@@ -1,0 +1,85 @@
+"""Plan latency of the latent MPC per model preset and CEM budget (a benchmark script, not a test).
+
+    python training/bench_plan.py [--presets small paper] [--devices cpu cuda] [--threads 1 2] [--budgets node]
+
+Budgets: the paper's 300 x 30 elites x 30 iterations, 300 x 30 x 10, and the node's default from
+config/planner.yaml. Each plan is a real receding-horizon replan (lewm_ros.planning.MPC: encode the frame
+history, warm start from the previous plan, CEM over the horizon), after one warm-up plan; weights are random,
+which does not change the cost of a plan. Prints p50 / p90 / max in ms. Imports torch, numpy, yaml and
+lewm_ros' ROS-free core only, so it runs on a GPU machine without ROS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from lewm_ros.model.checkpoint import Checkpoint
+from lewm_ros.model.config import preset
+from lewm_ros.model.world_model import WorldModel
+from lewm_ros.planning import MPC, CEMConfig, MPCConfig
+
+NODE_CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'planner.yaml'
+
+
+def budgets() -> dict[str, CEMConfig]:
+    (parameters,) = [node['ros__parameters'] for node in yaml.safe_load(NODE_CONFIG.read_text()).values()]
+    node = CEMConfig(**parameters['cem'])
+    return {'300x30 it30 (paper)': CEMConfig(300, 30, 30), '300x30 it10': CEMConfig(300, 30, 10),
+            f'{node.samples}x{node.elites} it{node.iterations} (node)': node}
+
+
+def measure(model: WorldModel, cem: CEMConfig, plans: int, max_seconds: float) -> np.ndarray:
+    """Seconds per plan, replanning every block from fresh frames as the node does."""
+    checkpoint = Checkpoint(model, np.zeros(2, np.float32), np.ones(2, np.float32))
+    mpc = MPC(checkpoint, [-1.5, -1.5], [1.5, 1.5], cem, MPCConfig(mode='receding', execute_steps=5))
+    rng = np.random.default_rng(0)
+    size = model.cfg.image_size
+    mpc.set_goal(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    mpc.warm_up()
+    times, started = [], time.perf_counter()
+    while len(times) < plans and (len(times) < 2 or time.perf_counter() - started < max_seconds):
+        mpc.observe(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        if mpc.needs_plan:
+            times.append(mpc.replan().seconds)  # ends with the plan on the host: includes the GPU's work
+        mpc.act()
+    return np.array(times)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--presets', nargs='+', default=['small', 'paper'])
+    parser.add_argument('--devices', nargs='+', default=['cpu', 'cuda'])
+    parser.add_argument('--threads', nargs='+', type=int, default=[torch.get_num_threads()],
+                        help='torch CPU thread counts to try (the node: its threads parameter)')
+    parser.add_argument('--budgets', nargs='+', default=None, help='only budgets whose label contains one of these')
+    parser.add_argument('--plans', type=int, default=20, help='plans per configuration (after one warm-up)')
+    parser.add_argument('--max-seconds', type=float, default=30.0, help='stop a configuration after this long')
+    args = parser.parse_args(argv)
+    devices = [device for device in args.devices if device != 'cuda' or torch.cuda.is_available()]
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads by default'
+          + (f', {torch.cuda.get_device_name()}' if 'cuda' in devices else ', no CUDA device'))
+    print(f'{"preset":<7} {"device":<7} {"budget":<22} {"plans":>5} {"p50 ms":>8} {"p90 ms":>8} {"max ms":>8}')
+    for name in args.presets:
+        torch.manual_seed(0)
+        for device, threads in [(d, t) for d in devices for t in (args.threads if d == 'cpu' else [0])]:
+            if threads:
+                torch.set_num_threads(threads)
+            model = WorldModel(preset(name)).to(device).eval()
+            where = f'{device}x{threads}' if threads else device
+            for label, cem in budgets().items():
+                if args.budgets and not any(part in label for part in args.budgets):
+                    continue
+                times = 1000 * measure(model, cem, args.plans, args.max_seconds)
+                p50, p90 = np.percentile(times, [50, 90])
+                print(f'{name:<7} {where:<7} {label:<22} {len(times):>5} {p50:>8.1f} {p90:>8.1f} {times.max():>8.1f}',
+                      flush=True)
+
+
+if __name__ == '__main__':
+    main()

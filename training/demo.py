@@ -1,0 +1,289 @@
+"""The one-command demo: sim_node and planner_node as separate processes over real DDS, reaching goals.
+
+    python training/demo.py [--checkpoint PATH] [--episodes 8] [--max-steps 60] [--out out/demo]
+
+The simulated arm runs in lock step (one world step per command), so an episode is the planner's commands
+and nothing else. Per episode: the planner is disabled (``enabled: false``), the sim's ``reset`` service
+starts the next seed and latches its goal image, the planner is enabled and drives the arm until the sim
+reports success or ``max_steps`` commands have gone out. Prints the success rate and plan-time percentiles;
+writes ``episode.gif`` (camera | goal, first episode), ``cost_distance.png`` (latent cost of each plan and
+the true distance to the goal over time) and the nodes' logs into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import imageio.v3 as iio
+import matplotlib
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from lewm_ros.data.images import image_to_rgb
+from lewm_ros.sim import make_world
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # after choosing the headless backend
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINT = ROOT / 'lewm_ros' / 'checkpoints' / 'arm_reach_small.safetensors'
+PLANNER_CONFIG = ROOT / 'config' / 'planner.yaml'
+NAMESPACE = 'demo'
+
+
+@dataclass
+class Episode:
+    seed: int
+    success: bool = False
+    steps: int = 0  # commands sent until success or the budget
+    distances: list[float] = field(default_factory=list)  # true fingertip distance after each step (m)
+    costs: list[tuple[int, float]] = field(default_factory=list)  # (step, latent cost) of each plan
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class DemoResult:
+    episodes: list[Episode]
+    plan_times_ms: list[float]
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean([episode.success for episode in self.episodes]))
+
+    def summary(self) -> str:
+        times = np.asarray(self.plan_times_ms)
+        p50, p90, p99 = np.percentile(times, [50, 90, 99]) if len(times) else (np.nan,) * 3
+        steps = [episode.steps for episode in self.episodes if episode.success]
+        return (f'success {sum(e.success for e in self.episodes)}/{len(self.episodes)} '
+                f'({100 * self.success_rate:.0f}%), steps to success {np.mean(steps) if steps else np.nan:.1f}; '
+                f'plan time ms p50 {p50:.1f} p90 {p90:.1f} p99 {p99:.1f} over {len(times)} plans')
+
+
+class Monitor:
+    """The demo's own node: resets the sim, toggles the planner and records what happens."""
+
+    def __init__(self, processes):
+        self.processes = processes
+        self.node = rclpy.create_node('demo_monitor', namespace=NAMESPACE)
+        self.lock = threading.Lock()
+        self.goal_msgs, self.goal_frame, self.plan_times_ms, self.last_plans = 0, None, [], 0
+        self.start_episode(None, record_frames=False)
+        node = self.node
+        node.create_subscription(Image, 'image', self._on_image, 100)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        node.create_subscription(Image, 'goal_image', self._on_goal, latched)
+        node.create_subscription(Float64MultiArray, 'state', self._on_state, 100)
+        node.create_subscription(Float64MultiArray, 'command', self._on_command, 100)
+        node.create_subscription(DiagnosticArray, 'diagnostics', self._on_diagnostics, 10)
+        self.reset_client = node.create_client(Trigger, 'reset')
+        self.planner = AsyncParameterClient(node, f'/{NAMESPACE}/planner_node')
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def start_episode(self, episode: Episode | None, record_frames: bool) -> None:
+        """Record into ``episode`` from its first command on (lock step: then each state is one step)."""
+        with self.lock:
+            self.episode, self.record_frames, self.commands, self.states = episode, record_frames, 0, []
+
+    # --- callbacks ------------------------------------------------------------------------------
+    def _on_image(self, msg):
+        with self.lock:
+            if self.record_frames and self.commands and self.goal_frame is not None:
+                self.episode.frames.append(np.concatenate([image_to_rgb(msg), self.goal_frame], axis=1))
+
+    def _on_goal(self, msg):
+        with self.lock:
+            self.goal_msgs += 1
+            self.goal_frame = image_to_rgb(msg).copy()
+
+    def _on_state(self, msg):
+        with self.lock:
+            if self.commands:
+                self.states.append(np.asarray(msg.data))
+
+    def _on_command(self, msg):
+        with self.lock:
+            self.commands += 1
+
+    def _on_diagnostics(self, msg):
+        values = {kv.key: kv.value for kv in msg.status[0].values}
+        with self.lock:
+            plans = int(values['plans'])
+            if plans > self.last_plans and 'plan_time_ms' in values:
+                self.last_plans = plans
+                self.plan_times_ms.append(float(values['plan_time_ms']))
+                if self.episode is not None:
+                    self.episode.costs.append((len(self.states), float(values['cost'])))
+
+    # --- helpers --------------------------------------------------------------------------------
+    def wait_for(self, condition, what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f'{name} exited (code {process.returncode}) while waiting for {what}')
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'timed out after {timeout:.0f} s waiting for {what}')
+            time.sleep(0.01)
+
+    def set_enabled(self, enabled: bool) -> None:
+        future = self.planner.set_parameters([Parameter('enabled', value=enabled)])
+        self.wait_for(future.done, f'the planner to accept enabled={enabled}')
+        result = future.result().results[0]
+        if not result.successful:
+            raise RuntimeError(f'the planner refused enabled={enabled}: {result.reason}')
+
+    def reset(self) -> None:
+        goals = self.goal_msgs
+        future = self.reset_client.call_async(Trigger.Request())
+        self.wait_for(future.done, 'the sim to reset')
+        self.wait_for(lambda: self.goal_msgs > goals, 'the new goal image')
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join(timeout=5)
+        self.node.destroy_node()
+
+
+def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict) -> dict:
+    common = [sys.executable, '-m']
+    overrides = [part for name, value in {'checkpoint': checkpoint, **planner_parameters}.items()
+                 for part in ('-p', f'{name}:={value}')]
+    commands = {
+        'sim_node': [*common, 'lewm_ros.nodes.sim_node', '--ros-args', '-r', f'__ns:=/{NAMESPACE}',
+                     '-p', 'world:=arm', '-p', 'task:=reach', '-p', 'lock_step:=true', '-p', f'seed:={seed}'],
+        'planner_node': [*common, 'lewm_ros.nodes.planner_node', '--ros-args', '-r', f'__ns:=/{NAMESPACE}',
+                         '--params-file', str(PLANNER_CONFIG), *overrides],
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return {name: subprocess.Popen(command, stdout=open(log_dir / f'{name}.log', 'w'), stderr=subprocess.STDOUT)
+            for name, command in commands.items()}
+
+
+def stop_nodes(processes: dict) -> None:
+    """SIGINT, as Ctrl-C would: both nodes shut down cleanly."""
+    for process in processes.values():
+        process.send_signal(signal.SIGINT)
+    for process in processes.values():
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, episodes: int = 8, max_steps: int = 60, seed: int = 0,
+             out_dir: Path | None = Path('out/demo'), planner_parameters: dict | None = None,
+             log_dir: Path | None = None) -> DemoResult:
+    """Run the episodes (seeds ``seed + 1 ...``) and, when ``out_dir`` is set, write the GIF and the plot."""
+    log_dir = log_dir or out_dir or Path('log/demo')
+    processes = start_nodes(Path(checkpoint).resolve(), seed, log_dir, planner_parameters or {})
+    world = make_world('arm', 'reach')
+    results = []
+    rclpy.init()
+    monitor = None
+    try:
+        monitor = Monitor(processes)
+        monitor.wait_for(lambda: monitor.reset_client.service_is_ready(), 'the sim reset service')
+        monitor.wait_for(lambda: monitor.planner.services_are_ready(), 'the planner parameter services')
+        monitor.set_enabled(False)
+        for index in range(episodes):
+            monitor.reset()
+            episode = Episode(seed + index + 1)
+            world.reset(seed=episode.seed)  # the sim's episode, replayed here for its goal state
+            time.sleep(0.2)  # the planner has the latched goal by now (same transport as ours)
+            monitor.start_episode(episode, record_frames=out_dir is not None and index == 0)
+            monitor.set_enabled(True)
+            while not episode.success and episode.steps < max_steps:
+                monitor.wait_for(lambda steps=episode.steps: len(monitor.states) > steps, 'the next step', 30.0)
+                with monitor.lock:
+                    state = monitor.states[episode.steps]
+                episode.steps += 1
+                episode.distances.append(world.goal_distance(state, world.goal))
+                episode.success = episode.distances[-1] <= world.success_threshold
+            monitor.set_enabled(False)
+            monitor.start_episode(None, record_frames=False)
+            results.append(episode)
+            print(f'episode {index + 1}/{episodes} seed {episode.seed}: '
+                  f'{"reached" if episode.success else "missed"} after {episode.steps} steps, '
+                  f'final distance {episode.distances[-1]:.3f} m', flush=True)
+        result = DemoResult(results, list(monitor.plan_times_ms))
+    finally:
+        if monitor is not None:
+            monitor.close()
+        rclpy.try_shutdown()
+        stop_nodes(processes)
+        world.close()
+    if out_dir is not None:
+        write_outputs(result, Path(out_dir), world.success_threshold)
+    return result
+
+
+def write_outputs(result: DemoResult, out_dir: Path, threshold: float) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = result.episodes[0]
+    if first.frames:
+        frames = [frame.repeat(4, axis=0).repeat(4, axis=1) for frame in first.frames]  # 64 px is tiny
+        iio.imwrite(out_dir / 'episode.gif', frames, duration=100, loop=0)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for episode in result.episodes:
+        style = {'lw': 2.0, 'color': 'C0'} if episode is first else {'lw': 0.8, 'color': 'C0', 'alpha': 0.35}
+        top.plot(range(1, len(episode.distances) + 1), episode.distances, **style)
+        if episode.costs:
+            steps, costs = zip(*episode.costs, strict=True)
+            bottom.plot(steps, costs, marker='o', ms=3, **{**style, 'color': 'C1'})
+    top.axhline(threshold, color='k', ls='--', lw=0.8, label=f'success ({threshold} m)')
+    top.set(ylabel='distance to goal (m)', title=f'arm reach: {result.summary().split(";")[0]}')
+    top.legend()
+    bottom.set(xlabel='control step (0.1 s)', ylabel='latent cost of each plan', yscale='log')
+    fig.tight_layout()
+    fig.savefig(out_dir / 'cost_distance.png', dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--checkpoint', type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument('--episodes', type=int, default=8)
+    parser.add_argument('--max-steps', type=int, default=60)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', type=Path, default=Path('out/demo'))
+    parser.add_argument('-p', '--planner-param', action='append', default=[], metavar='NAME:=VALUE',
+                        help='planner_node parameter override, e.g. -p cem.samples:=300 -p mpc.mode:=receding')
+    args = parser.parse_args(argv)
+    if not args.checkpoint.is_file():
+        parser.error(f'no checkpoint at {args.checkpoint} (train one: see README, or pass --checkpoint)')
+    # An isolated local ROS graph and headless rendering, unless the caller chose otherwise.
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
+    os.environ.setdefault('ROS_LOG_DIR', str(ROOT / 'log' / 'demo'))
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+    overrides = dict(item.split(':=', 1) for item in args.planner_param)
+    started = time.monotonic()
+    result = run_demo(args.checkpoint, args.episodes, args.max_steps, args.seed, args.out, overrides)
+    print(result.summary())
+    print(f'wrote {args.out}/episode.gif and {args.out}/cost_distance.png in {time.monotonic() - started:.0f} s')
+
+
+if __name__ == '__main__':
+    main()
