@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint bench demo arm-reach-checkpoint clean
+.PHONY: venv test lint bench demo arm-reach-checkpoint two-room clean
 
 venv: $(STAMP)
 
