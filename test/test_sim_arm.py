@@ -98,3 +98,14 @@ def test_push_expert_moves_the_cube_to_its_goal(push):
         policy = make_policy('expert', push, seed=seed)
         successes += any(push.step(policy.act())[2] for _ in range(200))
     assert successes >= 5
+
+
+def test_goal_span_keeps_reach_goals_near_the_start():
+    world = make_world('arm', 'reach', goal_span=1.0)
+    for seed in range(20):
+        start, _ = world.reset(seed=seed)
+        delta = (world.goal[:2] - start[:2] + np.pi) % (2 * np.pi) - np.pi
+        assert np.abs(delta).max() <= 1.0 + 1e-9
+        assert world.goal_distance(start, world.goal) > 2 * world.success_threshold
+    with pytest.raises(ValueError, match='goal_span'):
+        make_world('arm', 'push', goal_span=1.0)

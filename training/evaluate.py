@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='held-out episode bags (or folders of them) with a state topic')
     source.add_argument('--sampled-pairs', action='store_true',
                         help="start and goal drawn by the world's own sampler, as sim_node's reset does")
+    parser.add_argument('--goal-span', type=float, help='arm reach with --sampled-pairs: goals within this many '
+                        'radians per joint (as sim_node goal_span)')
     parser.add_argument('--episodes', type=int, default=50, help='pairs per subset')
     parser.add_argument('--goal-offset', type=int, default=25, help='goal = the state this many steps later')
     parser.add_argument('--budget', type=int, default=50, help='control steps per episode')
@@ -212,7 +214,8 @@ def run(argv=None) -> dict:
     device = resolve_device(args.device, 0)
     torch.manual_seed(args.seed)
     ckpt = load_checkpoint(args.checkpoint, device)
-    world = make_world(args.world, args.task, image_size=ckpt.config.image_size)
+    goal_span = {'goal_span': args.goal_span} if args.goal_span else {}
+    world = make_world(args.world, args.task, image_size=ckpt.config.image_size, **goal_span)
     cem = CEMConfig(samples=args.samples, elites=args.elites, iterations=args.iterations, horizon=args.horizon,
                     seed=args.seed)
     mpc_config = MPCConfig(mode=args.mode, execute_steps=args.execute_steps,
@@ -225,6 +228,7 @@ def run(argv=None) -> dict:
     accept = {'standard': None, 'cross_room': cross_room}
     rng = np.random.default_rng(args.seed)
     results = {'checkpoint': str(args.checkpoint), 'world': world.name, 'task': world.task,
+               'goal_span': args.goal_span,
                'goal_offset': args.goal_offset if episodes else None, 'budget': args.budget, 'seed': args.seed,
                'cem': asdict(cem), 'mpc': asdict(mpc_config), 'device': str(device), 'subsets': {}}
     started = time.perf_counter()

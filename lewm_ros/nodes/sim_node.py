@@ -43,6 +43,7 @@ _PARAMETERS = {
     'lock_step': (False, 'one world step per received command instead of stepping at rate_hz'),
     'command_type': ('float64_multi_array', f'command message type: {sorted(COMMAND_TYPES)}'),
     'frame_id': ('camera', 'frame_id of the published images'),
+    'goal_span': (0.0, 'arm reach: goals within this many radians of the start per joint (0 = anywhere)'),
 }
 _LIVE = ('task', 'seed')
 
@@ -61,7 +62,8 @@ class SimNode(Node):
 
         param = self._param
         self.lock_step = param('lock_step')
-        self.world = make_world(param('world'), param('task') or None, image_size=param('image_size'))
+        goal_span = {'goal_span': param('goal_span')} if param('goal_span') else {}
+        self.world = make_world(param('world'), param('task') or None, image_size=param('image_size'), **goal_span)
         self.spec = command_spec(param('command_type'), self.world.action_space.names)
         self.action = np.zeros(self.world.action_space.shape)
         self.episode_seed = param('seed')
@@ -146,6 +148,9 @@ class SimNode(Node):
             return f'task must be one of {tasks} for world {world}, got {values["task"]!r}'
         if 'image_size' in values and not 8 <= values['image_size'] <= 512:
             return f'image_size must be in 8..512, got {values["image_size"]}'
+        if values.get('goal_span') and not (world == 'arm' and values.get('task', 'reach') in ('', 'reach')
+                                            and values['goal_span'] > 0):
+            return f'goal_span applies to the arm reach task and must be >= 0, got {values["goal_span"]}'
         if 'seed' in values and values['seed'] < 0:
             return f'seed must be >= 0, got {values["seed"]}'
         if 'rate_hz' in values and not values['rate_hz'] > 0:

@@ -52,8 +52,14 @@ class PlanarArm(World):
     tasks = ('reach', 'push')
     success_thresholds: ClassVar[dict[str, float]] = {'reach': 0.05, 'push': 0.04}
 
-    def __init__(self, task: str = 'reach', image_size: int = 64, max_steps: int | None = None):
+    def __init__(self, task: str = 'reach', image_size: int = 64, max_steps: int | None = None,
+                 goal_span: float | None = None):
+        """goal_span: reach goals lie within this many radians of the current pose on each joint (None:
+        anywhere). Like the LeWM protocol's goals 25 steps ahead, it keeps goals within one plan's reach."""
         super().__init__(task, image_size, max_steps)
+        if goal_span is not None and not (task == 'reach' and goal_span > 0):
+            raise ValueError(f'goal_span applies to the reach task and must be positive, got {goal_span}')
+        self.goal_span = goal_span
         spec = mujoco.MjSpec.from_file(str(ASSET))
         if task == 'reach':
             spec.delete(spec.body('cube'))
@@ -146,7 +152,11 @@ class PlanarArm(World):
     def sample_goal(self, rng: np.random.Generator) -> np.ndarray:
         state = self.get_state()
         while True:
-            if self.task == 'reach':
+            if self.task == 'reach' and self.goal_span:
+                angles = state[:2] + rng.uniform(-self.goal_span, self.goal_span, 2)
+                angles[1] = np.clip(angles[1], -ELBOW_SAMPLE_LIMIT, ELBOW_SAMPLE_LIMIT)
+                goal = self._at_rest(np.array([wrap_angle(angles[0]), angles[1]]))
+            elif self.task == 'reach':
                 goal = self._at_rest(self._random_arm_angles(rng))
             else:
                 goal = self._push_goal(rng, self.cube_position(state))
