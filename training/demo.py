@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / 'lewm_ros' / 'checkpoints' / 'arm_reach_small.safetensors'
 PLANNER_CONFIG = ROOT / 'config' / 'planner.yaml'
 NAMESPACE = 'demo'
+GOAL_SPAN = 1.5  # rad per joint: goals within one plan's reach (25 steps at the 1.5 rad/s limit is 3.75 rad)
 
 
 @dataclass
@@ -165,13 +166,14 @@ class Monitor:
         self.node.destroy_node()
 
 
-def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict) -> dict:
+def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict, goal_span: float) -> dict:
     common = [sys.executable, '-m']
     overrides = [part for name, value in {'checkpoint': checkpoint, **planner_parameters}.items()
                  for part in ('-p', f'{name}:={value}')]
     commands = {
         'sim_node': [*common, 'lewm_ros.nodes.sim_node', '--ros-args', '-r', f'__ns:=/{NAMESPACE}',
-                     '-p', 'world:=arm', '-p', 'task:=reach', '-p', 'lock_step:=true', '-p', f'seed:={seed}'],
+                     '-p', 'world:=arm', '-p', 'task:=reach', '-p', 'lock_step:=true', '-p', f'seed:={seed}',
+                     '-p', f'goal_span:={float(goal_span)}'],
         'planner_node': [*common, 'lewm_ros.nodes.planner_node', '--ros-args', '-r', f'__ns:=/{NAMESPACE}',
                          '--params-file', str(PLANNER_CONFIG), *overrides],
     }
@@ -194,11 +196,14 @@ def stop_nodes(processes: dict) -> None:
 
 def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, episodes: int = 8, max_steps: int = 60, seed: int = 0,
              out_dir: Path | None = Path('out/demo'), planner_parameters: dict | None = None,
-             log_dir: Path | None = None) -> DemoResult:
-    """Run the episodes (seeds ``seed + 1 ...``) and, when ``out_dir`` is set, write the GIF and the plot."""
+             log_dir: Path | None = None, goal_span: float = GOAL_SPAN) -> DemoResult:
+    """Run the episodes (seeds ``seed + 1 ...``) and, when ``out_dir`` is set, write the GIF and the plot.
+
+    goal_span: goals within this many radians of the start per joint (sim_node ``goal_span``; 0 = anywhere).
+    """
     log_dir = log_dir or out_dir or Path('log/demo')
-    processes = start_nodes(Path(checkpoint).resolve(), seed, log_dir, planner_parameters or {})
-    world = make_world('arm', 'reach')
+    processes = start_nodes(Path(checkpoint).resolve(), seed, log_dir, planner_parameters or {}, goal_span)
+    world = make_world('arm', 'reach', **({'goal_span': goal_span} if goal_span else {}))  # the sim's, replayed
     results = []
     rclpy.init()
     monitor = None
@@ -267,6 +272,8 @@ def main(argv=None) -> None:
     parser.add_argument('--episodes', type=int, default=8)
     parser.add_argument('--max-steps', type=int, default=60)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--goal-span', type=float, default=GOAL_SPAN,
+                        help='goals within this many radians of the start per joint (0 = anywhere)')
     parser.add_argument('--out', type=Path, default=Path('out/demo'))
     parser.add_argument('-p', '--planner-param', action='append', default=[], metavar='NAME:=VALUE',
                         help='planner_node parameter override, e.g. -p cem.samples:=300 -p mpc.mode:=receding')
@@ -280,7 +287,8 @@ def main(argv=None) -> None:
     os.environ.setdefault('MUJOCO_GL', 'egl')
     overrides = dict(item.split(':=', 1) for item in args.planner_param)
     started = time.monotonic()
-    result = run_demo(args.checkpoint, args.episodes, args.max_steps, args.seed, args.out, overrides)
+    result = run_demo(args.checkpoint, args.episodes, args.max_steps, args.seed, args.out, overrides,
+                      goal_span=args.goal_span)
     print(result.summary())
     print(f'wrote {args.out}/episode.gif and {args.out}/cost_distance.png in {time.monotonic() - started:.0f} s')
 
