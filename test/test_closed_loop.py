@@ -31,6 +31,6 @@ def test_demo_plumbing_with_an_untrained_model(tmp_path):
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(),
                     reason=f'the shipped checkpoint {DEFAULT_CHECKPOINT.name} has not been trained and committed yet')
 def test_shipped_checkpoint_reaches_arm_goals(tmp_path):
-    result = run_demo(DEFAULT_CHECKPOINT, episodes=5, max_steps=60, out_dir=None, log_dir=tmp_path)
+    result = run_demo(DEFAULT_CHECKPOINT, episodes=10, max_steps=60, out_dir=None, log_dir=tmp_path)
     print(result.summary())
     assert result.success_rate >= 0.8, result.summary()
