@@ -8,6 +8,8 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 _ROOT = Path(__file__).resolve().parents[1]
 
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
@@ -16,3 +18,15 @@ os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
 os.environ['ROS_LOG_DIR'] = str(_ROOT / 'log' / 'test')
 os.environ['MUJOCO_GL'] = 'egl'
 os.environ.setdefault('OMP_NUM_THREADS', '2')
+
+
+@pytest.fixture
+def ros():
+    """An initialised rclpy context for the test, shut down afterwards."""
+    import rclpy  # here, after the environment above is set
+
+    rclpy.init()
+    try:
+        yield
+    finally:
+        rclpy.try_shutdown()

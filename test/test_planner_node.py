@@ -137,15 +137,6 @@ class Harness:
         self.probe.destroy_node()
 
 
-@pytest.fixture
-def ros():
-    rclpy.init()
-    try:
-        yield
-    finally:
-        rclpy.try_shutdown()
-
-
 def image(rgb):
     return rgb_to_image_msg(rgb, rclpy.clock.Clock().now().to_msg())
 

@@ -24,15 +24,6 @@ pytestmark = pytest.mark.ros
 TIMEOUT = 20.0
 
 
-@pytest.fixture
-def ros():
-    rclpy.init()
-    try:
-        yield
-    finally:
-        rclpy.try_shutdown()
-
-
 def start_sim_node(namespace, **parameters):
     arguments = [part for name, value in parameters.items() for part in ('-p', f'{name}:={value}')]
     return subprocess.Popen([sys.executable, '-m', 'lewm_ros.nodes.sim_node', '--ros-args',
