@@ -16,10 +16,12 @@ def test_demo_plumbing_with_an_untrained_model(tmp_path):
     """Reset, goal, enable/disable, lock-step stepping, plan reports and the outputs, in two short episodes."""
     torch.manual_seed(0)
     checkpoint = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(preset('small')), [0, 0], [1, 1])
-    result = run_demo(checkpoint, episodes=2, max_steps=6, out_dir=tmp_path / 'demo',
+    # 20 steps (2 s at 10 Hz): room for a first plan that a loaded machine slows down (it holds until then)
+    result = run_demo(checkpoint, episodes=2, max_steps=20, out_dir=tmp_path / 'demo',
                       planner_parameters={'mpc.mode': 'receding', 'mpc.execute_steps': 3})
     assert [episode.seed for episode in result.episodes] == [1, 2]
-    assert all(episode.steps == 6 and len(episode.distances) == 6 for episode in result.episodes)
+    assert all(len(episode.distances) == episode.steps and (episode.success or episode.steps == 20)
+               for episode in result.episodes)
     assert result.plan_times_ms and all(episode.costs for episode in result.episodes)
     assert (tmp_path / 'demo' / 'episode.gif').stat().st_size > 0
     assert (tmp_path / 'demo' / 'cost_distance.png').stat().st_size > 0

@@ -5,8 +5,8 @@ Subscribes (relative names, each a parameter): ``image`` (sensor_msgs/Image, or 
 (sensor_msgs/Image, latched or not; or the ``goal_image_file`` parameter; a new goal starts a new episode) and,
 for position commands only, ``joint_states``.
 Publishes ``command`` (``command_type``: Float64MultiArray, JointTrajectory, TwistStamped or Twist),
-``diagnostics`` (diagnostic_msgs/DiagnosticArray: state, plan time, frame age, cost, surprise, device; after
-every plan and once a second) and ``surprise`` (std_msgs/Float32, the latent prediction error of the last
+``diagnostics`` (diagnostic_msgs/DiagnosticArray: state and time in it, plan time, frame age, cost, surprise,
+device; after every plan and once a second) and ``surprise`` (std_msgs/Float32, the latent prediction error of the last
 executed action block).
 
 Threads: subscriptions only decode and cache the latest frame; a timer publishes one command per control
@@ -151,6 +151,7 @@ class PlannerNode(Node):
         self._warned: dict[str, float] = {}  # log message -> when it was last logged
         self._request, self._request_time = None, 0.0
         self._state, self._last_plan, self._plans, self._invalid_plan = 'waiting for a goal', None, 0, False
+        self._state_since = time.monotonic()  # when the node entered its current state
         if config.goal_image_file:
             self._set_goal(_read_image(config.goal_image_file, self.image_size))
 
@@ -262,9 +263,9 @@ class PlannerNode(Node):
         with self._lock:
             config, mpc = self.config, self.mpc
             if mpc.goal is None:
-                self._state, action = 'waiting for a goal', None
+                state, action = 'waiting for a goal', None
             elif now - self._frame_time > config.watchdog_timeout:
-                self._state, action = 'hold: no fresh frame', None
+                state, action = 'hold: no fresh frame', None
                 mpc.reset()  # the history has a gap: start it again from the next frame
             else:
                 mpc.observe(self._frame)
@@ -273,11 +274,13 @@ class PlannerNode(Node):
                     self._wake.set()
                 stalled = mpc.pending and now - self._request_time > config.watchdog_timeout
                 action = mpc.act(hold=stalled or not config.enabled)
-                self._state = ('hold: planner stalled' if stalled else 'hold: plan not finite' if self._invalid_plan
-                               else 'dry run' if not config.enabled else 'waiting for a plan' if mpc.holding
-                               else 'running')
+                state = ('hold: planner stalled' if stalled else 'hold: plan not finite' if self._invalid_plan
+                         else 'dry run' if not config.enabled else 'waiting for a plan' if mpc.holding
+                         else 'running')
                 if mpc.holding:
                     action = None
+            if state != self._state:
+                self._state, self._state_since = state, now
             command = self._command(action, config)
         if command is not None and config.enabled:
             self.command_pub.publish(command)
@@ -329,10 +332,11 @@ class PlannerNode(Node):
     def _publish_diagnostics(self) -> None:
         with self._lock:
             state, plan, plans = self._state, self._last_plan, self._plans
-            frame_age = time.monotonic() - self._frame_time
+            now = time.monotonic()
+            frame_age, state_age = now - self._frame_time, now - self._state_since
         level = (DiagnosticStatus.OK if state in ('running', 'dry run') else
                  DiagnosticStatus.ERROR if state.startswith('hold') else DiagnosticStatus.WARN)
-        values = {'state': state, 'device': self.device, 'plans': plans,
+        values = {'state': state, 'state_for_s': round(state_age, 2), 'device': self.device, 'plans': plans,
                   'frame_age_ms': round(frame_age * 1000, 1) if math.isfinite(frame_age) else 'none'}
         if plan is not None:
             values.update(plan_time_ms=round(plan.seconds * 1000, 2), cost=plan.cost, horizon=len(plan.blocks),
