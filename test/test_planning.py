@@ -8,6 +8,7 @@ from lewm_ros.model.checkpoint import Checkpoint
 from lewm_ros.model.config import EncoderConfig, ModelConfig, PredictorConfig
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.planning import CEM, MPC, CEMConfig, LatentCost, MPCConfig, normalised_bounds
+from lewm_ros.planning.cem import coloured_noise
 
 H, K = 4, 6
 
@@ -68,9 +69,40 @@ def test_cem_is_seedable():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+@pytest.mark.parametrize('steps', [1, 2, 24, 25])
+def test_coloured_noise_has_unit_variance_and_reaches_further_as_beta_grows(steps):
+    generator = torch.Generator().manual_seed(0)
+    reach = []
+    for beta in (0.0, 1.0, 2.0):
+        noise = coloured_noise(20000, steps, 2, beta, generator)  # (N, T, A)
+        assert noise.shape == (20000, steps, 2)
+        assert noise.var().item() == pytest.approx(1.0, abs=0.05)
+        reach.append(noise.sum(dim=1).std().item())  # spread of where a sampled sequence ends up
+    if steps > 2:  # correlated steps keep a direction: white noise only spreads as sqrt(steps)
+        assert reach[0] == pytest.approx(steps ** 0.5, rel=0.05) and reach[0] < reach[1] < reach[2], reach
+
+
+def test_coloured_noise_finds_a_far_goal_that_white_noise_misses():
+    """A cost that is flat (exactly 1 in float32) except in a narrow basin far from the start, like the latent
+    distance to a far goal: 10 steps of 1-D actions whose sum must reach 11. White noise spreads the sum by only
+    ~3.2, so it rarely sees the basin; correlated noise keeps a direction and gets there."""
+    def cost(candidates):  # (N, H, K) -> (N,)
+        return 1.0 - torch.exp(-(candidates.sum(dim=(1, 2)) - 11.0).square() / 2)
+
+    def solved(beta: float) -> int:  # out of 20 seeds
+        return sum(CEM(CEMConfig(samples=64, elites=6, iterations=3, horizon=2, noise_beta=beta, seed=seed),
+                       torch.full((5,), -1.5), torch.full((5,), 1.5), action_dim=1).plan(cost)[1].item() < 0.5
+                   for seed in range(20))
+
+    white, coloured = solved(0.0), solved(3.0)
+    assert white <= 5 and coloured >= 15, (white, coloured)
+
+
 def test_config_validation_says_why():
     with pytest.raises(ValueError, match='elites'):
         CEMConfig(samples=10, elites=20).validate()
+    with pytest.raises(ValueError, match='noise_beta'):
+        CEMConfig(noise_beta=-1).validate()
     with pytest.raises(ValueError, match='mode'):
         MPCConfig(mode='lazy').validate()
 
@@ -193,6 +225,6 @@ def test_latent_cost_adds_the_intermediate_distances(checkpoint):
 
 
 def test_normalised_bounds_tile_the_raw_limits_per_block():
-    low, high = normalised_bounds([-1.0, -2.0], [3.0, 1.0], MEAN, STD, frameskip=3)
+    low, high = normalised_bounds([-1.0, -2.0], [3.0, 1.0], lambda raw: (raw - MEAN) / STD, frameskip=3)
     np.testing.assert_allclose(low.numpy(), np.tile([-0.75, -3.0], 3))
     np.testing.assert_allclose(high.numpy(), np.tile([1.25, 3.0], 3))

@@ -14,6 +14,7 @@ Imports nothing from ROS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -190,10 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--budget', type=int, default=50, help='control steps per episode')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda', 'auto'])
-    parser.add_argument('--samples', type=int, default=300)
-    parser.add_argument('--elites', type=int, default=30)
-    parser.add_argument('--iterations', type=int, default=30)
-    parser.add_argument('--horizon', type=int, default=5, help='action blocks')
+    for item in dataclasses.fields(CEMConfig):  # the search, as the node's cem.* parameters
+        if item.name != 'seed':
+            parser.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=item.default,
+                                help=f'CEMConfig.{item.name} (default {item.default})')
     parser.add_argument('--mode', default='paper', choices=MODES)
     parser.add_argument('--execute-steps', type=int, default=5)
     parser.add_argument('--intermediate-weight', type=float, default=0.0)
@@ -216,8 +217,7 @@ def run(argv=None) -> dict:
     ckpt = load_checkpoint(args.checkpoint, device)
     goal_span = {'goal_span': args.goal_span} if args.goal_span else {}
     world = make_world(args.world, args.task, image_size=ckpt.config.image_size, **goal_span)
-    cem = CEMConfig(samples=args.samples, elites=args.elites, iterations=args.iterations, horizon=args.horizon,
-                    seed=args.seed)
+    cem = CEMConfig(**{item.name: getattr(args, item.name) for item in dataclasses.fields(CEMConfig)})
     mpc_config = MPCConfig(mode=args.mode, execute_steps=args.execute_steps,
                            intermediate_weight=args.intermediate_weight)
     mpc = MPC(ckpt, world.action_space.low, world.action_space.high, cem, mpc_config)
@@ -246,7 +246,7 @@ def run(argv=None) -> dict:
 
     goals = f'goal {args.goal_offset} steps ahead' if episodes else "the world's sampled goals"
     print(f"\n{world.name}/{world.task}: {goals}, budget {args.budget}, "
-          f"{args.episodes} pairs per subset, CEM {args.samples}x{args.iterations} H={args.horizon}, {args.mode} mode")
+          f"{args.episodes} pairs per subset, {cem}, {args.mode} mode")
     print(f"{'subset':12s} {'policy':8s} {'success':>8s}  95% interval")
     for subset, entry in results['subsets'].items():
         for policy in ('planner', 'random'):

@@ -45,6 +45,14 @@ class Checkpoint:
     def config(self) -> ModelConfig:
         return self.model.cfg
 
+    def normalise(self, actions: np.ndarray) -> np.ndarray:
+        """Raw actions (..., A) -> the model's z-scored units."""
+        return (actions - self.action_mean) / self.action_std
+
+    def denormalise(self, actions: np.ndarray) -> np.ndarray:
+        """The model's z-scored actions (..., A) -> raw units."""
+        return actions * self.action_std + self.action_mean
+
 
 def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same directory, then rename: never a half-written file."""

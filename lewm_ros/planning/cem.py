@@ -29,6 +29,7 @@ class CEMConfig:
     horizon: int = 5  # action blocks (frameskip raw actions each)
     init_std: float = 1.0  # normalised action units
     min_std: float = 0.05  # floor that keeps the search from collapsing in the first rounds
+    noise_beta: float = 0.0  # sampling noise with power spectrum 1/f^beta over time: 0 = white (the paper's)
     seed: int = 0
 
     def validate(self) -> None:
@@ -39,21 +40,52 @@ class CEMConfig:
             raise ValueError(f'iterations and horizon must be >= 1, got {self.iterations} / {self.horizon}')
         if not (self.init_std > 0 and 0 <= self.min_std <= self.init_std):
             raise ValueError(f'need init_std > 0 and 0 <= min_std <= init_std, got {self.init_std} / {self.min_std}')
+        if not 0 <= self.noise_beta <= 4:
+            raise ValueError(f'noise_beta must be within [0, 4], got {self.noise_beta}')
 
 
-def normalised_bounds(low, high, action_mean, action_std, frameskip: int, device=None):
-    """Raw per-dimension limits (A,) -> bounds (K,) of one normalised action block (K = frameskip * A)."""
-    low = (np.asarray(low, np.float32) - action_mean) / action_std  # (A,)
-    high = (np.asarray(high, np.float32) - action_mean) / action_std  # (A,)
+def normalised_bounds(low, high, normalise: Callable[[np.ndarray], np.ndarray], frameskip: int, device=None):
+    """Raw per-dimension limits (A,) -> bounds (K,) of one normalised action block (K = frameskip * A).
+
+    normalise: raw actions -> the model's units (``Checkpoint.normalise``).
+    """
+    low, high = normalise(np.asarray(low, np.float32)), normalise(np.asarray(high, np.float32))  # (A,), (A,)
     return (torch.as_tensor(np.tile(low, frameskip), device=device),  # (K,)
             torch.as_tensor(np.tile(high, frameskip), device=device))  # (K,)
 
 
+def coloured_noise(samples: int, steps: int, dims: int, beta: float, generator: torch.Generator,
+                   device=None) -> torch.Tensor:
+    """(samples, steps, dims) unit-variance Gaussian noise with power spectrum 1/f^beta along ``steps``.
+
+    beta = 0 is white noise; larger beta correlates neighbouring steps, so a sampled action sequence keeps a
+    direction and can travel as far as the goal (iCEM, Pinneri et al. 2020). Built in the frequency domain.
+    """
+    if beta == 0:
+        return torch.randn(samples, steps, dims, generator=generator, device=device)
+    freqs = torch.fft.rfftfreq(steps, device=device)  # (F,)
+    freqs[0] = freqs[1] if steps > 1 else 1.0  # the constant component scaled as the slowest oscillation
+    scale = freqs ** (-beta / 2)  # (F,) amplitude
+    spectrum = torch.randn(samples, dims, len(freqs), 2, generator=generator, device=device)  # (N, A, F, 2)
+    noise = torch.fft.irfft(torch.view_as_complex(spectrum) * scale, n=steps)  # (N, A, T)
+    # variance of each step x steps^2: scale^2 from the constant and (even steps) Nyquist terms, whose imaginary
+    # parts irfft drops, and 4 scale^2 from every other frequency (it stands for itself and its mirror)
+    weights = torch.full_like(scale, 4.0)
+    weights[0] = 1.0
+    if steps % 2 == 0:
+        weights[-1] = 1.0
+    return (noise * (steps / (weights * scale.square()).sum().sqrt())).transpose(1, 2)  # (N, T, A)
+
+
 class CEM:
-    def __init__(self, config: CEMConfig, low: torch.Tensor, high: torch.Tensor):
-        """low, high: (K,) normalised bounds of one action block; the search runs on their device."""
+    def __init__(self, config: CEMConfig, low: torch.Tensor, high: torch.Tensor, action_dim: int | None = None):
+        """low, high: (K,) normalised bounds of one action block; the search runs on their device.
+
+        action_dim: A, when a block is K / A raw actions in a row (coloured noise then runs over raw steps).
+        """
         config.validate()
         self.config, self.low, self.high = config, low, high  # (K,), (K,)
+        self.action_dim = action_dim or low.shape[0]
         self.generator = torch.Generator(device=low.device).manual_seed(config.seed)
 
     @torch.inference_mode()
@@ -71,7 +103,8 @@ class CEM:
         mean = mean.clamp(self.low, self.high)  # (H, K)
         std = torch.full((H, K), cfg.init_std, device=self.low.device)  # (H, K)
         for _ in range(cfg.iterations):
-            noise = torch.randn(cfg.samples, H, K, generator=self.generator, device=mean.device)  # (N, H, K)
+            noise = coloured_noise(cfg.samples, H * K // self.action_dim, self.action_dim, cfg.noise_beta,
+                                   self.generator, mean.device).reshape(cfg.samples, H, K)  # (N, H, K)
             noise[0] = 0.0  # (H, K): candidate 0 is the mean itself
             candidates = (mean + std * noise).clamp(self.low, self.high)  # (N, H, K)
             costs = cost_fn(candidates)  # (N,)

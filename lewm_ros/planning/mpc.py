@@ -85,9 +85,8 @@ class MPC:
     def __init__(self, checkpoint: Checkpoint, low, high, cem: CEMConfig | None = None,
                  config: MPCConfig | None = None):
         """low, high: raw action limits (A,) in the units the model was trained on."""
-        self.model = checkpoint.model
+        self.model, self.checkpoint = checkpoint.model, checkpoint
         self.device = next(self.model.parameters()).device
-        self.action_mean, self.action_std = checkpoint.action_mean, checkpoint.action_std  # (A,), (A,)
         cfg = self.model.cfg
         self.frameskip, self.history, self.action_dim = cfg.frameskip, cfg.history, cfg.action_dim
         self.goal: torch.Tensor | None = None  # (D,)
@@ -105,9 +104,9 @@ class MPC:
                                  f'got {low} / {high}')
             self.low, self.high = low, high
             self.hold_action = np.clip(np.zeros(self.action_dim, np.float32), low, high)  # (A,) standing still
-        bounds = normalised_bounds(self.low, self.high, self.action_mean, self.action_std, self.frameskip,
+        bounds = normalised_bounds(self.low, self.high, self.checkpoint.normalise, self.frameskip,
                                    self.device)
-        self.cem, self.config = CEM(cem, *bounds), config
+        self.cem, self.config = CEM(cem, *bounds, self.action_dim), config
 
     def reset(self) -> None:
         """Forget the history and the plan (new episode, or frames stopped coming); the goal stays."""
@@ -138,7 +137,7 @@ class MPC:
         action = self.queue[0] if planned else self.hold_action  # (A,)
         self.queue = self.queue[1:]
         self.holding = not planned
-        self.actions[self.step] = (action - self.action_mean) / self.action_std  # (A,)
+        self.actions[self.step] = self.checkpoint.normalise(action)  # (A,)
         self.step += 1
         oldest = self.step - self.history * self.frameskip
         for kept in (self.frames, self.actions):
@@ -207,7 +206,7 @@ class MPC:
             predicted = self.model.predict(emb[context][None], blocks[context][None])[0, -1]  # (D,)
             surprise = float((predicted - emb[-1]).square().sum())
         blocks_out = mean.cpu().numpy()  # (H, K)
-        raw = blocks_out.reshape(-1, self.action_dim) * self.action_std + self.action_mean  # (H*fs, A)
+        raw = self.checkpoint.denormalise(blocks_out.reshape(-1, self.action_dim))  # (H*fs, A)
         return Plan(request.step, request.episode, blocks_out, np.clip(raw, self.low, self.high).astype(np.float32),
                     float(final_cost), surprise, time.perf_counter() - started)
 
