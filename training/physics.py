@@ -27,6 +27,7 @@ from lewm_ros.model.checkpoint import Checkpoint, load_checkpoint
 from lewm_ros.sim import make_world
 from lewm_ros.sim.policies import make_policy
 from lewm_ros.sim.two_room import TwoRoom
+from lewm_ros.training.probe import linear_probe
 
 VARIANTS = ('unperturbed', 'colour change', 'teleport')
 NEW_COLOUR = (0, 90, 255)
@@ -73,7 +74,7 @@ def surprise_per_frame(ckpt: Checkpoint, frames: np.ndarray, actions: np.ndarray
     model, fs = ckpt.model, ckpt.config.frameskip
     kept = frames[::fs]  # (n, S, S, 3)
     n = len(kept)
-    blocks = ((actions[: (n - 1) * fs] - ckpt.action_mean) / ckpt.action_std).reshape(n - 1, -1)  # (n-1, K)
+    blocks = ckpt.normalise(actions[: (n - 1) * fs]).reshape(n - 1, -1)  # (n-1, K)
     emb = model.encode(torch.as_tensor(kept))  # (n, D)
     blocks = torch.as_tensor(blocks, dtype=torch.float32)  # (n-1, K)
     surprise = np.full(n, np.nan)
@@ -88,9 +89,7 @@ def surprise_per_frame(ckpt: Checkpoint, frames: np.ndarray, actions: np.ndarray
 def position_probe(ckpt: Checkpoint, frames: np.ndarray, positions: np.ndarray, fit: np.ndarray) -> dict:
     """Linear probe of (x, y) from embeddings; fit on rows ``fit``, scored on the rest."""
     emb = ckpt.model.encode(torch.as_tensor(frames)).double().numpy()  # (N, D)
-    design = np.concatenate([emb, np.ones((len(emb), 1))], axis=1)  # (N, D+1)
-    weights, *_ = np.linalg.lstsq(design[fit], positions[fit], rcond=None)
-    predicted, truth = design[~fit] @ weights, positions[~fit]  # (M, 2)
+    predicted, truth = linear_probe(emb[fit], positions[fit], emb[~fit]), positions[~fit]  # (M, 2)
     r = [float(np.corrcoef(predicted[:, k], truth[:, k])[0, 1]) for k in range(2)]
     return {'pearson_r_x': r[0], 'pearson_r_y': r[1], 'pearson_r_mean': float(np.mean(r)),
             'rmse_px': float(np.sqrt(((predicted - truth) ** 2).sum(axis=1).mean())), 'test_frames': int((~fit).sum())}

@@ -42,6 +42,7 @@ from lewm_ros.data.ingest import IngestConfig, ingest
 from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lewm_ros.model.config import ModelConfig, dataclass_from_dict, preset
 from lewm_ros.model.world_model import WorldModel
+from lewm_ros.training.probe import linear_probe
 
 
 @dataclass
@@ -265,17 +266,11 @@ def probe_r2(model, train_set, val_emb, val_state, batch_size, device) -> float:
     fit_emb, fit_state = [], []
     for _ in range(max(1, 2048 // (batch_size * (model.cfg.history + 1)))):
         clip = train_set.sample(batch_size, rng)
-        fit_emb.append(model.encode(torch.from_numpy(clip['frames']).to(device)).flatten(0, 1).float().cpu())
-        fit_state.append(torch.from_numpy(clip['state']).flatten(0, 1))
-    fit_emb, fit_state = torch.cat(fit_emb), torch.cat(fit_state)
-
-    def with_bias(x):
-        return torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
-
-    weights = torch.linalg.lstsq(with_bias(fit_emb), fit_state.double()).solution
-    residual = ((with_bias(val_emb) @ weights - val_state.double()) ** 2).sum()
-    total = ((val_state.double() - val_state.double().mean(0)) ** 2).sum()
-    return float(1 - residual / total)
+        fit_emb.append(model.encode(torch.from_numpy(clip['frames']).to(device)).flatten(0, 1).float().cpu().numpy())
+        fit_state.append(clip['state'].reshape(-1, clip['state'].shape[-1]))
+    truth = val_state.double().numpy()  # (N, S)
+    predicted = linear_probe(np.concatenate(fit_emb), np.concatenate(fit_state), val_emb.numpy())  # (N, S)
+    return float(1 - ((predicted - truth) ** 2).sum() / ((truth - truth.mean(0)) ** 2).sum())
 
 
 class MetricsLog:
