@@ -45,7 +45,7 @@ arm-reach-checkpoint: $(STAMP)
 	mkdir -p lewm_ros/checkpoints
 	cp runs/arm_reach_small/model.safetensors lewm_ros/checkpoints/arm_reach_small.safetensors
 
-# The Two-Room result end to end on 2 CPU cores (35 min measured): collect, ingest, train, evaluate at
+# The Two-Room result end to end on 2 CPU cores (about 18 min measured): collect, ingest, train, evaluate at
 # the 50/25 protocol (standard and cross-room pairs) and the longer 150/100 protocol, then the
 # violation-of-expectation and probe report. Results land in out/two_room/.
 TWO_ROOM := out/two_room
