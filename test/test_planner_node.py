@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 import numpy as np
 import pytest
@@ -85,10 +86,9 @@ class Harness:
     def _spin(self):
         try:
             self.executor.spin()
-        except Exception as err:  # a callback raised: the test must fail with it, not time out
-            import traceback
+        except Exception:  # a callback raised: the test must fail with it, not time out
             self.spin_error = traceback.format_exc()
-            raise err
+            raise
 
     def _record(self, into):
         def callback(msg):
@@ -125,7 +125,6 @@ class Harness:
 
     def state(self) -> str:
         return self.node._state
-
 
     # The node's own counters and state: the probe shares this process's GIL with the planner thread, so
     # what it has received lags behind under load; the diagnostics topic itself is checked separately.

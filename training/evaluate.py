@@ -14,11 +14,10 @@ Imports nothing from ROS.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--budget', type=int, default=50, help='control steps per episode')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda', 'auto'])
-    for item in dataclasses.fields(CEMConfig):  # the search, as the node's cem.* parameters
+    for item in fields(CEMConfig):  # the search, as the node's cem.* parameters
         if item.name != 'seed':
             parser.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=item.default,
                                 help=f'CEMConfig.{item.name} (default {item.default})')
@@ -217,7 +216,7 @@ def run(argv=None) -> dict:
     ckpt = load_checkpoint(args.checkpoint, device)
     goal_span = {'goal_span': args.goal_span} if args.goal_span else {}
     world = make_world(args.world, args.task, image_size=ckpt.config.image_size, **goal_span)
-    cem = CEMConfig(**{item.name: getattr(args, item.name) for item in dataclasses.fields(CEMConfig)})
+    cem = CEMConfig(**{item.name: getattr(args, item.name) for item in fields(CEMConfig)})
     mpc_config = MPCConfig(mode=args.mode, execute_steps=args.execute_steps,
                            intermediate_weight=args.intermediate_weight)
     mpc = MPC(ckpt, world.action_space.low, world.action_space.high, cem, mpc_config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -54,6 +55,22 @@ def normalised_bounds(low, high, normalise: Callable[[np.ndarray], np.ndarray], 
             torch.as_tensor(np.tile(high, frameskip), device=device))  # (K,)
 
 
+@lru_cache(maxsize=16)
+def _coloured_amplitudes(steps: int, beta: float, device: torch.device) -> torch.Tensor:
+    """(F,) amplitude per rfft frequency: 1/f^(beta/2), scaled so that irfft of unit Gaussian coefficients has
+    unit variance per step. The same for every CEM iteration and plan, so computed once."""
+    freqs = torch.fft.rfftfreq(steps, device=device)  # (F,)
+    freqs[0] = freqs[1] if steps > 1 else 1.0  # the constant component scaled as the slowest oscillation
+    scale = freqs ** (-beta / 2)  # (F,)
+    # variance of each step x steps^2: scale^2 from the constant and (even steps) Nyquist terms, whose imaginary
+    # parts irfft drops, and 4 scale^2 from every other frequency (it stands for itself and its mirror)
+    weights = torch.full_like(scale, 4.0)
+    weights[0] = 1.0
+    if steps % 2 == 0:
+        weights[-1] = 1.0
+    return scale * (steps / (weights * scale.square()).sum().sqrt())  # (F,)
+
+
 def coloured_noise(samples: int, steps: int, dims: int, beta: float, generator: torch.Generator,
                    device=None) -> torch.Tensor:
     """(samples, steps, dims) unit-variance Gaussian noise with power spectrum 1/f^beta along ``steps``.
@@ -63,18 +80,10 @@ def coloured_noise(samples: int, steps: int, dims: int, beta: float, generator: 
     """
     if beta == 0:
         return torch.randn(samples, steps, dims, generator=generator, device=device)
-    freqs = torch.fft.rfftfreq(steps, device=device)  # (F,)
-    freqs[0] = freqs[1] if steps > 1 else 1.0  # the constant component scaled as the slowest oscillation
-    scale = freqs ** (-beta / 2)  # (F,) amplitude
-    spectrum = torch.randn(samples, dims, len(freqs), 2, generator=generator, device=device)  # (N, A, F, 2)
-    noise = torch.fft.irfft(torch.view_as_complex(spectrum) * scale, n=steps)  # (N, A, T)
-    # variance of each step x steps^2: scale^2 from the constant and (even steps) Nyquist terms, whose imaginary
-    # parts irfft drops, and 4 scale^2 from every other frequency (it stands for itself and its mirror)
-    weights = torch.full_like(scale, 4.0)
-    weights[0] = 1.0
-    if steps % 2 == 0:
-        weights[-1] = 1.0
-    return (noise * (steps / (weights * scale.square()).sum().sqrt())).transpose(1, 2)  # (N, T, A)
+    amplitudes = _coloured_amplitudes(steps, beta, torch.device(device or 'cpu'))  # (F,)
+    spectrum = torch.randn(samples, dims, len(amplitudes), 2, generator=generator, device=device)  # (N, A, F, 2)
+    noise = torch.fft.irfft(torch.view_as_complex(spectrum) * amplitudes, n=steps)  # (N, A, T)
+    return noise.transpose(1, 2)  # (N, T, A)
 
 
 class CEM:
