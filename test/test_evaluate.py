@@ -85,9 +85,11 @@ def test_end_to_end_writes_results(tmp_path, heldout):
     ckpt = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
     results = run(['--checkpoint', str(ckpt), '--world', 'two_room', '--pairs', str(heldout), '--episodes', '3',
                     '--budget', '10', '--samples', '16', '--elites', '4', '--iterations', '2',
+                    '--objective', 'closest', '--mode', 'receding', '--execute-steps', '3',
                     '--out', str(tmp_path / 'eval'), '--no-progress'])
     saved = json.loads((tmp_path / 'eval' / 'results.json').read_text())
     assert set(saved['subsets']) == {'standard', 'cross_room'} and (tmp_path / 'eval' / 'results.png').is_file()
+    assert saved['mpc'] == {'mode': 'receding', 'execute_steps': 3, 'intermediate_weight': 0.0, 'objective': 'closest'}
     for entry in results['subsets'].values():
         assert entry['planner']['episodes'] == entry['random']['episodes'] == 3
         assert 0 <= entry['planner']['success_rate'] <= 1

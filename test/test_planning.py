@@ -105,6 +105,8 @@ def test_config_validation_says_why():
         CEMConfig(noise_beta=-1).validate()
     with pytest.raises(ValueError, match='mode'):
         MPCConfig(mode='lazy').validate()
+    with pytest.raises(ValueError, match='objective'):
+        MPCConfig(objective='nearest').validate()
 
 
 # --- MPC ----------------------------------------------------------------------------------------
@@ -121,10 +123,10 @@ def checkpoint():
     return Checkpoint(WorldModel(cfg).eval(), MEAN, STD)
 
 
-def make_mpc(checkpoint, mode='receding', horizon=3, execute_steps=FS, iterations=2):
+def make_mpc(checkpoint, mode='receding', horizon=3, execute_steps=FS, iterations=2, objective='final'):
     mpc = MPC(checkpoint, [-1.0, -2.0], [3.0, 1.0], CEMConfig(samples=16, elites=4, iterations=iterations,
                                                                horizon=horizon),
-              MPCConfig(mode=mode, execute_steps=execute_steps))
+              MPCConfig(mode=mode, execute_steps=execute_steps, objective=objective))
     mpc.set_goal(frame(-1))
     return mpc
 
@@ -222,6 +224,21 @@ def test_latent_cost_adds_the_intermediate_distances(checkpoint):
         torch.testing.assert_close(LatentCost(model, emb, past, goal)(candidates), distances[:, -1])
         torch.testing.assert_close(LatentCost(model, emb, past, goal, 2.0)(candidates),
                                    distances[:, -1] + 2.0 * distances.mean(1))
+        closest = LatentCost(model, emb, past, goal, objective='closest')
+        torch.testing.assert_close(closest(candidates), distances.min(1).values)
+        assert closest.arrival(candidates[1]).item() == distances[1].argmin().item() + 1
+        assert LatentCost(model, emb, past, goal).arrival(candidates[1]).item() == 2
+
+
+def test_objective_closest_executes_a_plan_up_to_its_closest_block(checkpoint):
+    mpc = make_mpc(checkpoint, mode='paper', horizon=4, objective='closest')
+    plans, actions = run(mpc, 40)
+    assert [plan.step for plan in plans] == list(np.cumsum([0] + [FS * plan.arrival for plan in plans[:-1]]))
+    for plan in plans[:-1]:
+        executed = FS * plan.arrival
+        assert 1 <= plan.arrival <= 4
+        np.testing.assert_array_equal(actions[plan.step:plan.step + executed], plan.actions[:executed])
+    assert len({plan.arrival for plan in plans}) > 1  # the closest block differs between plans
 
 
 def test_normalised_bounds_tile_the_raw_limits_per_block():

@@ -125,11 +125,12 @@ def test_expert_reaches_the_target_in_90_percent_of_episodes():
     assert successes >= 45
 
 
-def test_expert_data_shows_the_wall_blocking_the_agent_and_the_door_letting_it_through():
-    """A model learns walls only from frames where one stopped the agent: the expert's careless targets give
-    them (a careful expert alone pushed into a wall on 0.4% of its steps), while it still uses the door."""
+def test_expert_data_shows_walls_borders_and_corners_stopping_the_agent_and_the_door_letting_it_through():
+    """A model learns obstacles only from frames where one stopped the agent: the expert's careless targets
+    give them (a careful expert pushed into the wall on 0.4% of its steps, careless targets inside the free
+    space into a border on 0.4% and never into a corner), while it still uses the door."""
     world = make_world('two_room', image_size=8)
-    blocked = crossings = steps = 0
+    blocked = border = corner = crossings = steps = 0
     for seed in range(40):
         world.reset(seed=seed)
         policy = make_policy('expert', world, seed=seed)
@@ -137,8 +138,12 @@ def test_expert_data_shows_the_wall_blocking_the_agent_and_the_door_letting_it_t
             before, action = world.get_state(), policy.act()
             world.step(action)
             after = world.get_state()
-            unobstructed = np.clip(before + np.clip(action, -1, 1) * 5.0, FREE_LOW, FREE_HIGH)
+            free = before + np.clip(action, -1, 1) * 5.0
+            outside = (free < FREE_LOW) | (free > FREE_HIGH)  # (2,) pushing beyond the border lines
+            unobstructed = np.clip(free, FREE_LOW, FREE_HIGH)
             blocked += abs(after[0] - unobstructed[0]) > 0.5 and WALL_BAND[0] <= after[0] <= WALL_BAND[1]
+            border, corner = border + outside.any(), corner + outside.all()
             crossings += (before[0] < 112) != (after[0] < 112)
             steps += 1
     assert blocked / steps > 0.03 and crossings >= 40, (blocked / steps, crossings)
+    assert border / steps > 0.03 and corner / steps > 0.005, (border / steps, corner / steps)

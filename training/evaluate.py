@@ -27,7 +27,7 @@ from tqdm import tqdm
 from lewm_ros.data.bags import BagReader
 from lewm_ros.data.ingest import find_bags
 from lewm_ros.model.checkpoint import load_checkpoint
-from lewm_ros.planning.cem import CEMConfig
+from lewm_ros.planning.cem import OBJECTIVES, CEMConfig
 from lewm_ros.planning.mpc import MODES, MPC, MPCConfig
 from lewm_ros.sim import make_world
 from lewm_ros.sim.policies import RandomPolicy
@@ -190,13 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--budget', type=int, default=50, help='control steps per episode')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda', 'auto'])
-    for item in fields(CEMConfig):  # the search, as the node's cem.* parameters
-        if item.name != 'seed':
-            parser.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=item.default,
-                                help=f'CEMConfig.{item.name} (default {item.default})')
-    parser.add_argument('--mode', default='paper', choices=MODES)
-    parser.add_argument('--execute-steps', type=int, default=5)
-    parser.add_argument('--intermediate-weight', type=float, default=0.0)
+    choices = {'mode': MODES, 'objective': OBJECTIVES}
+    for config in (CEMConfig, MPCConfig):  # the search and the loop around it, as the node's cem.* and mpc.*
+        for item in fields(config):
+            if item.name != 'seed':  # --seed above seeds everything
+                parser.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=item.default,
+                                    choices=choices.get(item.name),
+                                    help=f'{config.__name__}.{item.name} (default {item.default})')
     parser.add_argument('--no-random', action='store_true', help='skip the random-policy floor')
     parser.add_argument('--subsets', nargs='+', default=None, help='standard and/or cross_room (two_room)')
     parser.add_argument('--out', type=Path, default=Path('out/eval'))
@@ -217,8 +217,7 @@ def run(argv=None) -> dict:
     goal_span = {'goal_span': args.goal_span} if args.goal_span else {}
     world = make_world(args.world, args.task, image_size=ckpt.config.image_size, **goal_span)
     cem = CEMConfig(**{item.name: getattr(args, item.name) for item in fields(CEMConfig)})
-    mpc_config = MPCConfig(mode=args.mode, execute_steps=args.execute_steps,
-                           intermediate_weight=args.intermediate_weight)
+    mpc_config = MPCConfig(**{item.name: getattr(args, item.name) for item in fields(MPCConfig)})
     mpc = MPC(ckpt, world.action_space.low, world.action_space.high, cem, mpc_config)
     mpc.warm_up()
 
@@ -245,7 +244,7 @@ def run(argv=None) -> dict:
 
     goals = f'goal {args.goal_offset} steps ahead' if episodes else "the world's sampled goals"
     print(f"\n{world.name}/{world.task}: {goals}, budget {args.budget}, "
-          f"{args.episodes} pairs per subset, {cem}, {args.mode} mode")
+          f"{args.episodes} pairs per subset, {cem}, {mpc_config}")
     print(f"{'subset':12s} {'policy':8s} {'success':>8s}  95% interval")
     for subset, entry in results['subsets'].items():
         for policy in ('planner', 'random'):

@@ -103,9 +103,10 @@ def plot(curves: dict[str, np.ndarray], event_frame: int, frameskip: int, path: 
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for variant, curve in curves.items():
-        mean = np.nanmean(curve, axis=0)
-        sem = np.nanstd(curve, axis=0) / np.sqrt(len(curve))
-        steps = np.arange(len(mean)) * frameskip
+        predicted = curve[:, 1:]  # frame 0 has no prediction (NaN)
+        mean = predicted.mean(axis=0)
+        sem = predicted.std(axis=0) / np.sqrt(len(curve))
+        steps = np.arange(1, len(mean) + 1) * frameskip
         ax.plot(steps, mean, 'o-', markersize=3, label=variant)
         ax.fill_between(steps, mean - sem, mean + sem, alpha=0.25)
     ax.axvline(event_frame * frameskip, color='k', linestyle='--', linewidth=1, label='event')

@@ -340,6 +340,7 @@ class PlannerNode(Node):
                   'frame_age_ms': round(frame_age * 1000, 1) if math.isfinite(frame_age) else 'none'}
         if plan is not None:
             values.update(plan_time_ms=round(plan.seconds * 1000, 2), cost=plan.cost, horizon=len(plan.blocks),
+                          arrival=plan.arrival,
                           surprise='none' if plan.surprise is None else plan.surprise)
         status = DiagnosticStatus(level=level, name='lewm_ros: planner', message=state, hardware_id=self.device,
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])

@@ -123,19 +123,27 @@ class CEM:
         return mean, cost_fn(mean[None])[0]  # (H, K), ()
 
 
+OBJECTIVES = ('final', 'closest')
+
+
 class LatentCost:
     """Squared L2 distance between predicted embeddings and the goal embedding, for candidate block sequences.
 
     The observations and the goal are encoded once by the caller; each call only rolls the predictor out.
-    intermediate_weight = 0 is the paper's cost (last predicted embedding only); > 0 adds that weight times
-    the mean distance over all predicted steps, which rewards arriving early instead of just in time.
+    objective ``final`` is the paper's cost: the distance after the last block. ``closest`` is the distance
+    after the block that comes closest, so a candidate that passes by the goal anywhere in the horizon
+    scores: far from the goal the latent distance is flat, and the end point alone rarely finds the basin.
+    intermediate_weight > 0 adds that weight times the mean distance over all predicted blocks, which
+    rewards arriving early instead of just in time.
     """
 
     def __init__(self, model: WorldModel, history: torch.Tensor, past_blocks: torch.Tensor, goal: torch.Tensor,
-                 intermediate_weight: float = 0.0):
+                 intermediate_weight: float = 0.0, objective: str = 'final'):
         """history (1, T0, D) observed embeddings, past_blocks (1, T0-1, K) executed between them, goal (D,)."""
+        if objective not in OBJECTIVES:
+            raise ValueError(f'objective must be one of {OBJECTIVES}, got {objective!r}')
         self.model, self.history, self.past_blocks, self.goal = model, history, past_blocks, goal
-        self.intermediate_weight = intermediate_weight
+        self.intermediate_weight, self.objective = intermediate_weight, objective
 
     def distances(self, candidates: torch.Tensor) -> torch.Tensor:
         """(N, H, K) -> squared distance to the goal after each block (N, H)."""
@@ -145,4 +153,12 @@ class LatentCost:
 
     def __call__(self, candidates: torch.Tensor) -> torch.Tensor:
         distances = self.distances(candidates)  # (N, H)
-        return distances[:, -1] + self.intermediate_weight * distances.mean(dim=1)  # (N,)
+        reached = distances[:, -1] if self.objective == 'final' else distances.min(dim=1).values  # (N,)
+        return reached + self.intermediate_weight * distances.mean(dim=1)  # (N,)
+
+    def arrival(self, plan: torch.Tensor) -> torch.Tensor:
+        """Blocks of ``plan`` (H, K) worth executing: up to its closest approach for ``closest``, all for
+        ``final``. A () tensor (no host sync)."""
+        if self.objective == 'final':
+            return torch.tensor(plan.shape[0], device=plan.device)
+        return self.distances(plan[None])[0].argmin() + 1  # ()

@@ -17,6 +17,10 @@ Modes (``MPCConfig.mode``):
 - ``shrinking``: replan every ``execute_steps`` raw steps, but keep the arrival time of the first plan: the
   horizon shrinks to the blocks left until it, then a new full-horizon plan starts. Paper mode's commitment
   with fresh frames.
+
+Objectives (``MPCConfig.objective``): ``final`` costs the last predicted embedding (the paper's); ``closest``
+costs the block that comes closest to the goal and executes the plan only up to it, then replans (Two-Room:
+a plan passes by goals 25 steps away far more often than it ends on them).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 import torch
 
 from lewm_ros.model.checkpoint import Checkpoint
-from lewm_ros.planning.cem import CEM, CEMConfig, LatentCost, normalised_bounds
+from lewm_ros.planning.cem import CEM, OBJECTIVES, CEMConfig, LatentCost, normalised_bounds
 
 MODES = ('paper', 'receding', 'shrinking')
 
@@ -41,10 +45,13 @@ class MPCConfig:
     mode: str = 'paper'
     execute_steps: int = 5  # raw actions executed per plan in receding and shrinking modes
     intermediate_weight: float = 0.0  # cost weight of the mean distance over all predicted blocks
+    objective: str = 'final'  # final | closest: cost after the last block, or after the closest one
 
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}')
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f'objective must be one of {OBJECTIVES}, got {self.objective!r}')
         if self.execute_steps < 1:
             raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
         if not (math.isfinite(self.intermediate_weight) and self.intermediate_weight >= 0):
@@ -63,7 +70,7 @@ class PlanRequest:
     warm_start: np.ndarray | None  # (horizon, K) the previous plan shifted to ``step``
     horizon: int
     cem: CEM
-    intermediate_weight: float
+    config: MPCConfig
 
 
 @dataclass
@@ -72,6 +79,7 @@ class Plan:
     episode: int
     blocks: np.ndarray  # (H, K) normalised
     actions: np.ndarray  # (H * frameskip, A) raw, within the limits
+    arrival: int  # blocks to execute: up to the predicted closest approach (objective closest), else H
     cost: float
     surprise: float | None  # latent prediction error of the block executed last, None without history
     seconds: float
@@ -171,7 +179,7 @@ class MPC:
             horizon = min(horizon, math.ceil((self.deadline - step) / fs))
         self.pending = True
         return PlanRequest(step, self.episode, frames, blocks, self.goal, self._warm_start(step, horizon), horizon,
-                           self.cem, self.config.intermediate_weight)
+                           self.cem, self.config)
 
     def _has_block_before(self, step: int) -> bool:
         return step - self.frameskip in self.frames and all(s in self.actions
@@ -197,9 +205,11 @@ class MPC:
         n = emb.shape[0]
         observed = emb[max(0, n - T):][None]  # (1, T0, D)
         past = blocks[max(0, n - T):][None]  # (1, T0-1, K)
-        cost = LatentCost(self.model, observed, past, request.goal, request.intermediate_weight)
+        cost = LatentCost(self.model, observed, past, request.goal, request.config.intermediate_weight,
+                          request.config.objective)
         warm = None if request.warm_start is None else torch.as_tensor(request.warm_start, device=device)  # (H, K)
         mean, final_cost = request.cem.plan(cost, warm, request.horizon)  # (H, K), ()
+        arrival = cost.arrival(mean)  # ()
         surprise = None
         if n >= 2:  # how wrong the model was about the frame the last executed block led to
             context = slice(max(0, n - 1 - T), n - 1)
@@ -208,7 +218,7 @@ class MPC:
         blocks_out = mean.cpu().numpy()  # (H, K)
         raw = self.checkpoint.denormalise(blocks_out.reshape(-1, self.action_dim))  # (H*fs, A)
         return Plan(request.step, request.episode, blocks_out, np.clip(raw, self.low, self.high).astype(np.float32),
-                    float(final_cost), surprise, time.perf_counter() - started)
+                    int(arrival), float(final_cost), surprise, time.perf_counter() - started)
 
     def install(self, plan: Plan) -> bool:
         """Adopt ``plan`` minus the steps executed since its request; False (and nothing to execute) when it
@@ -219,7 +229,7 @@ class MPC:
         if not plan.finite:
             self.plan, self.queue = None, self.queue[:0]
             return False
-        self.plan, self.queue = plan, plan.actions[self.step - plan.step:]
+        self.plan, self.queue = plan, plan.actions[self.step - plan.step:plan.arrival * self.frameskip]
         return True
 
     def warm_up(self) -> None:
@@ -227,7 +237,7 @@ class MPC:
         size, K, D = self.model.cfg.image_size, self.frameskip * self.action_dim, self.model.cfg.embed_dim
         self.solve(PlanRequest(0, self.episode, np.zeros((self.history, size, size, 3), np.uint8),
                                np.zeros((self.history - 1, K), np.float32), torch.zeros(D, device=self.device),
-                               None, self.cem.config.horizon, self.cem, self.config.intermediate_weight))
+                               None, self.cem.config.horizon, self.cem, self.config))
 
     def replan(self) -> Plan:
         """Plan from the current step now (single-threaded use: tests, benchmarks, offline evaluation)."""

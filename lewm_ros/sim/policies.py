@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from lewm_ros.sim.two_room import DOOR_CENTRE, SPEED, WALL_BAND, WALL_CENTRE, room_of
+from lewm_ros.sim.two_room import DOOR_CENTRE, SIZE, SPEED, WALL_BAND, WALL_CENTRE, room_of
 from lewm_ros.sim.world import World, wrap_angle
 
 
@@ -60,9 +60,12 @@ class TwoRoomExpert(NoisyExpert):
     """Straight to the target in the same room; otherwise line up with the door, then cross.
 
     Some of its own targets (``careless``, never the world's goal) it heads for in a straight line, walls or
-    not, and gives up on after ``patience`` steps: a careful expert never touches a wall, and a world model
-    that has never seen one block the agent imagines walking through it (measured: most failed plans of a
-    model trained on careful data alone ended pressed against the wall).
+    not, and gives up on after ``patience`` steps. Those are drawn from the image widened by a quarter on
+    each side, so that about half lie beyond the border lines and the agent ends pressed against a border
+    or into a corner. A careful expert never touches a wall or border, and a world model that has never
+    seen one stop the agent imagines walking through it: measured, most failed plans ended pressed against
+    the wall (careful data) or in a corner (careless targets in the free space only), the model predicting
+    the goal there.
     """
 
     noise = 0.3
@@ -75,8 +78,11 @@ class TwoRoomExpert(NoisyExpert):
         self.straight, self.steps_on_target = False, 0
 
     def new_target(self) -> None:
-        super().new_target()
         self.straight, self.steps_on_target = self.rng.random() < self.careless, 0
+        if self.straight:
+            self.target = self.rng.uniform(-SIZE / 4, 1.25 * SIZE, size=2)
+        else:
+            super().new_target()
 
     def act(self) -> np.ndarray:
         self.steps_on_target += 1
