@@ -126,6 +126,12 @@ class CEM:
 OBJECTIVES = ('final', 'closest')
 
 
+def check_objective(objective: str) -> None:
+    """Raise ValueError unless ``objective`` is one of ``OBJECTIVES``."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f'objective must be one of {OBJECTIVES}, got {objective!r}')
+
+
 class LatentCost:
     """Squared L2 distance between predicted embeddings and the goal embedding, for candidate block sequences.
 
@@ -140,8 +146,7 @@ class LatentCost:
     def __init__(self, model: WorldModel, history: torch.Tensor, past_blocks: torch.Tensor, goal: torch.Tensor,
                  intermediate_weight: float = 0.0, objective: str = 'final'):
         """history (1, T0, D) observed embeddings, past_blocks (1, T0-1, K) executed between them, goal (D,)."""
-        if objective not in OBJECTIVES:
-            raise ValueError(f'objective must be one of {OBJECTIVES}, got {objective!r}')
+        check_objective(objective)
         self.model, self.history, self.past_blocks, self.goal = model, history, past_blocks, goal
         self.intermediate_weight, self.objective = intermediate_weight, objective
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from lewm_ros.model.checkpoint import Checkpoint
-from lewm_ros.planning.cem import CEM, OBJECTIVES, CEMConfig, LatentCost, normalised_bounds
+from lewm_ros.planning.cem import CEM, CEMConfig, LatentCost, check_objective, normalised_bounds
 
 MODES = ('paper', 'receding', 'shrinking')
 
@@ -50,8 +50,7 @@ class MPCConfig:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}')
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f'objective must be one of {OBJECTIVES}, got {self.objective!r}')
+        check_objective(self.objective)
         if self.execute_steps < 1:
             raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
         if not (math.isfinite(self.intermediate_weight) and self.intermediate_weight >= 0):
