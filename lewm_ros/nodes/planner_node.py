@@ -48,6 +48,7 @@ from lewm_ros.data.actions import TWIST_FIELDS
 from lewm_ros.data.images import ImageDecodeError, image_to_rgb, resize_rgb
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.nodes.conversions import COMMAND_CLASSES, command_msg, header
+from lewm_ros.nodes.spinning import init, spin_until_signal
 from lewm_ros.planning import MPC, CEMConfig, MPCConfig
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / 'checkpoints' / 'arm_reach_small.safetensors'
@@ -359,14 +360,12 @@ def _read_image(path: str, size: int) -> np.ndarray:
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
+    init(args)
     node = None
     try:
         node = PlannerNode()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_signal(node, MultiThreadedExecutor(num_threads=2))
+    except ExternalShutdownException:
         pass
     finally:
         if node is not None:

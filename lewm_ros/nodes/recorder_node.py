@@ -28,6 +28,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
 from lewm_ros.data.bags import STORAGES, BagWriter, typestore_for
+from lewm_ros.nodes.spinning import init, spin_until_signal
 
 RELIABILITIES = {'best_effort': ReliabilityPolicy.BEST_EFFORT, 'reliable': ReliabilityPolicy.RELIABLE}
 
@@ -257,12 +258,12 @@ class RecorderNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
+    init(args)
     node = None
     try:
         node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_signal(node)
+    except ExternalShutdownException:
         pass
     finally:
         if node is not None:

@@ -29,6 +29,7 @@ from std_srvs.srv import Trigger
 
 from lewm_ros.data.actions import ActionError, action_from_message
 from lewm_ros.nodes.conversions import COMMAND_CLASSES, float_array_msg, header, rgb_to_image_msg
+from lewm_ros.nodes.spinning import init, spin_until_signal
 from lewm_ros.sim.commands import COMMAND_TYPES, command_spec
 from lewm_ros.sim.registry import WORLDS, make_world, world_class
 
@@ -177,12 +178,12 @@ class SimNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
+    init(args)
     node = None
     try:
         node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_signal(node)
+    except ExternalShutdownException:
         pass
     finally:
         if node is not None:
