@@ -30,9 +30,9 @@ bench: $(STAMP)
 	$(BIN)/python training/bench_train.py --preset small
 
 # sim_node + planner_node over real DDS with the shipped checkpoint: success rate, plan times, GIF and plot
-# in out/demo/ (training/demo.py --help: episodes, steps, planner parameter overrides).
+# in out/demo/ (lewm-demo --help: episodes, steps, planner parameter overrides).
 demo: $(STAMP)
-	$(BIN)/python training/demo.py
+	$(BIN)/lewm-demo
 
 # The shipped planner checkpoint, from scratch: collect arm-reach bags, ingest, train (CPU, ~25 min).
 ARM_DATA := out/arm_reach

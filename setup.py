@@ -7,15 +7,16 @@ package_name = 'lewm_ros'
 setup(
     name=package_name,
     version='0.1.0',
-    # training/ (offline tools: trainer, evaluation, benchmarks) installs as lewm_ros.training.
-    packages=[*find_packages(include=[package_name, f'{package_name}.*']), f'{package_name}.training'],
-    package_dir={f'{package_name}.training': 'training'},
+    # Every importable module lives under lewm_ros/ (colcon --symlink-install skips mapped package dirs); the
+    # top-level training/ holds the configs (installed under share/) and the benchmark scripts.
+    packages=find_packages(include=[package_name, f'{package_name}.*']),
     package_data={package_name: ['sim/assets/*.xml', 'checkpoints/*.safetensors']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{package_name}']),
         (f'share/{package_name}', ['package.xml']),
         (f'share/{package_name}/launch', glob('launch/*.launch.py')),
         (f'share/{package_name}/config', glob('config/*.yaml')),
+        (f'share/{package_name}/training/configs', glob('training/configs/*.yaml')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -26,14 +27,15 @@ setup(
     python_requires='>=3.10',
     entry_points={
         'console_scripts': [
+            'planner_node = lewm_ros.nodes.planner_node:main',
             'sim_node = lewm_ros.nodes.sim_node:main',
+            'recorder_node = lewm_ros.nodes.recorder_node:main',
             'lewm-collect = lewm_ros.sim.collect:main',
             'lewm-ingest = lewm_ros.data.ingest:main',
-            'recorder_node = lewm_ros.nodes.recorder_node:main',
-            'planner_node = lewm_ros.nodes.planner_node:main',
             'lewm-train = lewm_ros.training.train:main',
             'lewm-eval = lewm_ros.training.evaluate:main',
             'lewm-physics = lewm_ros.training.physics:main',
+            'lewm-demo = lewm_ros.training.demo:main',
         ],
     },
 )

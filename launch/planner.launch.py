@@ -1,37 +1,68 @@
-"""The planner node, optionally with the simulated arm wired to the same (relative) topics.
+"""The planner node, optionally with a simulated world wired to the same (relative) topics.
 
-    ros2 launch lewm_ros planner.launch.py [config:=FILE] [checkpoint:=FILE] [device:=auto|cpu|cuda] [use_sim:=true]
+    ros2 launch lewm_ros planner.launch.py                                 # planner only: remap it to your robot
+    ros2 launch lewm_ros planner.launch.py use_sim:=true                   # + the simulated arm: what `make demo` runs
+    ros2 launch lewm_ros planner.launch.py use_sim:=true lock_step:=true   # one sim step per command
+    ros2 launch lewm_ros planner.launch.py config:=my_arm.yaml checkpoint:=my_arm.safetensors device:=cuda
 
-``config`` is a planner_node parameter file (default: the installed config/planner.yaml); ``checkpoint`` and
-``device`` override its values ('' = the packaged checkpoint). ``use_sim:=true`` also starts sim_node with the
-installed config/sim.yaml: its image, goal_image and command topics are the planner's.
+``config`` is a planner_node parameter file (default: the installed config/planner.yaml) and ``sim_config`` a
+sim_node one (default: config/sim.yaml: the arm reaching goals within one plan's reach, a new goal once one is
+reached). The other arguments override single values of those files when given; left empty, the files decide.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+
+# launch argument -> (parameter type, description); '' = keep the parameter file's value
+PLANNER_OVERRIDES = {'checkpoint': (str, "lewm_ros checkpoint ('' = the parameter file's)"),
+                     'device': (str, "auto | cpu | cuda ('' = the parameter file's)")}
+SIM_OVERRIDES = {'world': (str, 'arm | two_room'), 'task': (str, 'arm: reach | push; two_room: navigate'),
+                 'goal_span': (float, 'arm reach: goals within this many radians per joint (0 = anywhere)')}
+BOOLEAN = {'true': True, 'false': False}
+
+
+def _overrides(context, arguments: dict) -> dict:
+    values = {}
+    for name, (kind, _) in arguments.items():
+        text = LaunchConfiguration(name).perform(context)
+        if text:
+            values[name] = kind(text)
+    return values
+
+
+def _nodes(context):
+    namespace = LaunchConfiguration('namespace').perform(context)
+    lock_step = LaunchConfiguration('lock_step').perform(context).lower()
+    if lock_step not in BOOLEAN:
+        raise ValueError(f"lock_step must be true or false, got '{lock_step}'")
+    timing = {'lock_step': BOOLEAN[lock_step]}
+    nodes = [Node(package='lewm_ros', executable='planner_node', name='planner_node', namespace=namespace,
+                  output='screen', parameters=[LaunchConfiguration('config'),
+                                               {**timing, **_overrides(context, PLANNER_OVERRIDES)}])]
+    if LaunchConfiguration('use_sim').perform(context).lower() == 'true':
+        nodes.append(Node(package='lewm_ros', executable='sim_node', name='sim_node', namespace=namespace,
+                          output='screen', parameters=[LaunchConfiguration('sim_config'),
+                                                       {**timing, **_overrides(context, SIM_OVERRIDES)}]))
+    return nodes
 
 
 def generate_launch_description():
     config_dir = os.path.join(get_package_share_directory('lewm_ros'), 'config')
-    return LaunchDescription([
+    arguments = [
         DeclareLaunchArgument('config', default_value=os.path.join(config_dir, 'planner.yaml'),
                               description='planner_node parameter file'),
-        DeclareLaunchArgument('checkpoint', default_value='',
-                              description="lewm_ros checkpoint ('' = the packaged arm_reach_small)"),
-        DeclareLaunchArgument('device', default_value='auto', description='auto | cpu | cuda'),
-        DeclareLaunchArgument('use_sim', default_value='false', description='also start the simulated arm'),
-        Node(package='lewm_ros', executable='planner_node', name='planner_node', output='screen',
-             # typed as strings: launch would otherwise parse them as YAML ('' would become null)
-             parameters=[LaunchConfiguration('config'),
-                         {name: ParameterValue(LaunchConfiguration(name), value_type=str)
-                          for name in ('checkpoint', 'device')}]),
-        Node(package='lewm_ros', executable='sim_node', name='sim_node', output='screen',
-             parameters=[os.path.join(config_dir, 'sim.yaml')], condition=IfCondition(LaunchConfiguration('use_sim'))),
-    ])
+        DeclareLaunchArgument('sim_config', default_value=os.path.join(config_dir, 'sim.yaml'),
+                              description='sim_node parameter file (with use_sim:=true)'),
+        DeclareLaunchArgument('use_sim', default_value='false', description='also start the simulated world'),
+        DeclareLaunchArgument('lock_step', default_value='false',
+                              description='sim and planner in lock step (one step per command; needs use_sim)'),
+        DeclareLaunchArgument('namespace', default_value='', description='namespace of both nodes'),
+        *(DeclareLaunchArgument(name, default_value='', description=description)
+          for name, (_, description) in {**PLANNER_OVERRIDES, **SIM_OVERRIDES}.items()),
+    ]
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

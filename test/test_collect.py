@@ -8,7 +8,7 @@ from lewm_ros.data.bags import BagReader
 from lewm_ros.data.images import image_to_rgb
 from lewm_ros.sim import make_world
 from lewm_ros.sim.collect import CollectSettings, collect, main
-from lewm_ros.sim.commands import command_spec
+from lewm_ros.data.commands import command_spec
 
 STEPS = 12
 

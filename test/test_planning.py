@@ -7,7 +7,7 @@ import torch
 from lewm_ros.model.checkpoint import Checkpoint
 from lewm_ros.model.config import EncoderConfig, ModelConfig, PredictorConfig
 from lewm_ros.model.world_model import WorldModel
-from lewm_ros.planning import CEM, MPC, CEMConfig, LatentCost, MPCConfig, normalised_bounds
+from lewm_ros.planning import CEM, MPC, Actuation, CEMConfig, LatentCost, MPCConfig, PlanWorker, normalised_bounds
 from lewm_ros.planning.cem import coloured_noise
 
 H, K = 4, 6
@@ -124,8 +124,8 @@ def checkpoint():
 
 
 def make_mpc(checkpoint, mode='receding', horizon=3, execute_steps=FS, iterations=2, objective='final'):
-    mpc = MPC(checkpoint, [-1.0, -2.0], [3.0, 1.0], CEMConfig(samples=16, elites=4, iterations=iterations,
-                                                               horizon=horizon),
+    mpc = MPC(checkpoint, Actuation([-1.0, -2.0], [3.0, 1.0]),
+              CEMConfig(samples=16, elites=4, iterations=iterations, horizon=horizon),
               MPCConfig(mode=mode, execute_steps=execute_steps, objective=objective))
     mpc.set_goal(frame(-1))
     return mpc
@@ -151,7 +151,7 @@ def test_history_holds_frames_at_block_stride_and_the_blocks_between(checkpoint)
     _, actions = run(mpc, 17)
     mpc.observe(frame(17))
     request = mpc.request()
-    assert request.step == 17 and mpc.pending
+    assert request.step == 17
     # history 3 + 1 more frame for the surprise: steps 2, 7, 12, 17
     np.testing.assert_array_equal(request.frames[:, 0, 0, 0], [2, 7, 12, 17])
     expected = ((actions[2:17] - MEAN) / STD).reshape(3, FS * A)
@@ -182,12 +182,11 @@ def test_a_late_plan_skips_the_steps_executed_meanwhile(checkpoint):
     mpc = make_mpc(checkpoint)
     mpc.observe(frame(0))
     request = mpc.request()
-    assert not mpc.needs_plan  # one request at a time
     held = [mpc.act() for _ in range(2)]  # planning takes two control steps
-    np.testing.assert_array_equal(held, [mpc.hold_action] * 2)
+    np.testing.assert_array_equal(held, [[0.0, 0.0]] * 2)  # zero velocity
     plan = mpc.solve(request)
     assert mpc.install(plan)
-    np.testing.assert_array_equal(mpc.act(), plan.actions[2])
+    np.testing.assert_allclose(mpc.act(), plan.actions[2], rtol=1e-6)
 
 
 def test_paper_mode_executes_the_whole_plan_and_shrinking_mode_keeps_the_arrival_time(checkpoint):
@@ -203,7 +202,7 @@ def test_bad_plans_and_plans_from_before_a_reset_are_not_executed(checkpoint):
     plan = mpc.solve(mpc.request())
     plan.blocks[0, 0] = np.nan
     assert not mpc.install(plan)
-    np.testing.assert_array_equal(mpc.act(), mpc.hold_action)
+    np.testing.assert_array_equal(mpc.act(), [0.0, 0.0])
     assert mpc.holding
 
     mpc.observe(frame(1))
@@ -245,3 +244,67 @@ def test_normalised_bounds_tile_the_raw_limits_per_block():
     low, high = normalised_bounds([-1.0, -2.0], [3.0, 1.0], lambda raw: (raw - MEAN) / STD, frameskip=3)
     np.testing.assert_allclose(low.numpy(), np.tile([-0.75, -3.0], 3))
     np.testing.assert_allclose(high.numpy(), np.tile([1.25, 3.0], 3))
+
+
+def test_actuation_scales_clamps_and_holds_in_one_place():
+    velocity = Actuation([-1.0, -2.0], [1.0, 2.0], scale=2.0)
+    np.testing.assert_array_equal(velocity.command([0.25, 3.0]), [0.5, 2.0])  # scaled, then clamped
+    np.testing.assert_array_equal(velocity.hold(), [0.0, 0.0])
+    np.testing.assert_array_equal(velocity.model_limits[1], [0.5, 1.0])
+    position = Actuation([-3.0, -3.0], [3.0, 3.0], kind='position')
+    assert position.hold() is None  # not measured yet: nothing to command
+    np.testing.assert_array_equal(position.hold([0.5, 4.0]), [0.5, 3.0])
+    with pytest.raises(ValueError, match='low <= high'):
+        Actuation([1.0], [-1.0])
+    with pytest.raises(ValueError, match='scale'):
+        Actuation([-1.0], [1.0], scale=0.0)
+
+
+def test_position_holds_record_the_measured_positions_in_the_history(checkpoint):
+    mpc = MPC(checkpoint, Actuation([-3.0, -3.0], [3.0, 3.0], scale=2.0, kind='position'),
+              CEMConfig(samples=16, elites=4, iterations=1, horizon=1))
+    mpc.set_goal(frame(-1))
+    mpc.observe(frame(0))
+    assert mpc.act() is None and 0 not in mpc.actions  # position unknown: nothing sent, nothing recorded
+    measured = np.array([0.5, -1.0])
+    for step in range(1, 11):
+        mpc.observe(frame(step))
+        np.testing.assert_array_equal(mpc.act(measured=measured), measured)  # holds where the arm is
+    mpc.observe(frame(11))
+    request = mpc.request()
+    # the blocks between the frames are the held positions in model units (robot / scale), z-scored
+    np.testing.assert_allclose(request.blocks, np.tile((measured / 2.0 - MEAN) / STD, (2, FS)), rtol=1e-6)
+    np.testing.assert_array_equal(request.frames[:, 0, 0, 0], [1, 6, 11])  # step 0's gap ends the history
+
+
+def test_a_plan_depends_on_its_request_only(checkpoint):
+    mpc = make_mpc(checkpoint)
+    mpc.observe(frame(0))
+    request = mpc.request()
+    first = mpc.solve(request)
+    mpc.solve(request)  # another plan in between, and new settings of the same search
+    mpc.configure(CEMConfig(samples=16, elites=4, iterations=2, horizon=3), mpc.config)
+    again = mpc.solve(mpc.request())
+    np.testing.assert_array_equal(first.blocks, again.blocks)
+
+
+def test_the_worker_owns_the_request_in_flight_and_installs_its_plan(checkpoint):
+    import threading
+
+    mpc, lock, done = make_mpc(checkpoint), threading.Lock(), threading.Event()
+    reports = []
+    worker = PlanWorker(mpc, lock, lambda plan, installed: (reports.append((plan, installed)), done.set()),
+                        lambda err: reports.append(err))
+    try:
+        with lock:
+            mpc.observe(frame(0))
+            assert mpc.needs_plan and not worker.busy
+            worker.submit(mpc.request(), now=0.0)
+            assert worker.busy and worker.waited(2.5) == 2.5
+            with pytest.raises(RuntimeError, match='already'):
+                worker.submit(mpc.request())
+        assert done.wait(30)
+        (plan, installed), = reports
+        assert installed and mpc.plan is plan and not worker.busy and worker.waited(10.0) == 0.0
+    finally:
+        worker.stop()

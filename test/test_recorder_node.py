@@ -130,7 +130,7 @@ def test_services_roll_over_and_parameter_validation(tmp_path):
         assert call(start, Trigger.Request()).success
         assert not call(start, Trigger.Request()).success  # already recording
         rejected = recorder.set_parameters([Parameter('storage', value='mcap')])[0]
-        assert not rejected.successful and 'fixed at startup' in rejected.reason
+        assert not rejected.successful and 'applied at start-up' in rejected.reason
         assert not recorder.set_parameters([Parameter('episode_duration', value=-1.0)])[0].successful
         assert recorder.set_parameters([Parameter('episode_duration', value=0.3)])[0].successful
         time.sleep(1.0)

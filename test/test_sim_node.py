@@ -1,5 +1,6 @@
 """sim_node over real DDS, as its own process: lock-step answers, bad commands, reset, parameters."""
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -141,7 +142,8 @@ def test_parameters_are_validated_and_twist_commands_step(ros):
     try:
         refused = node.set_parameters([Parameter('task', value='push')])[0]
         assert not refused.successful and 'task' in refused.reason
-        assert not node.set_parameters([Parameter('image_size', value=128)])[0].successful  # read-only
+        refused = node.set_parameters([Parameter('image_size', value=128)])[0]
+        assert not refused.successful and 'start-up' in refused.reason
         assert node.set_parameters([Parameter('seed', value=42)])[0].successful
         world.reset(seed=42)
         np.testing.assert_array_equal(node.world.state, world.state)
@@ -152,7 +154,7 @@ def test_parameters_are_validated_and_twist_commands_step(ros):
         world.step([0.5, -1.0])
         np.testing.assert_array_equal(node.world.state, world.state)
 
-        node.lock_step = False  # real time: commands are held, the timer steps
+        node.config = dataclasses.replace(node.config, lock_step=False)  # real time: commands held, the timer steps
         command.twist.linear.x = -1.0
         node._on_command(command)
         np.testing.assert_array_equal(node.world.state, world.state)

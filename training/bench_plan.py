@@ -22,7 +22,7 @@ import yaml
 from lewm_ros.model.checkpoint import Checkpoint
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
-from lewm_ros.planning import MPC, CEMConfig, MPCConfig
+from lewm_ros.planning import MPC, Actuation, CEMConfig, MPCConfig
 
 NODE_CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'planner.yaml'
 
@@ -37,7 +37,7 @@ def budgets() -> dict[str, CEMConfig]:
 def measure(model: WorldModel, cem: CEMConfig, plans: int, max_seconds: float) -> np.ndarray:
     """Seconds per plan, replanning every block from fresh frames as the node does."""
     checkpoint = Checkpoint(model, np.zeros(2, np.float32), np.ones(2, np.float32))
-    mpc = MPC(checkpoint, [-1.5, -1.5], [1.5, 1.5], cem, MPCConfig(mode='receding', execute_steps=5))
+    mpc = MPC(checkpoint, Actuation([-1.5, -1.5], [1.5, 1.5]), cem, MPCConfig(mode='receding', execute_steps=5))
     rng = np.random.default_rng(0)
     size = model.cfg.image_size
     mpc.set_goal(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))

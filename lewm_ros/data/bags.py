@@ -1,7 +1,8 @@
 """rosbag2 reading and writing through ``rosbags`` (sqlite3 and mcap storage, no ROS runtime).
 
-Written bags carry the message definitions and the standard metadata.yaml, so ``ros2 bag info/play``
-read them. Reading decodes with the definitions stored in the bag; bags without them (older
+Written bags carry the message definitions, the standard metadata.yaml and each topic's offered QoS profiles
+(as rosbag2 writes them), so ``ros2 bag info/play`` read them and ``ros2 bag play`` replays a latched topic
+latched. Reading decodes with the definitions stored in the bag; bags without them (older
 distros) fall back to the typestore of the distro named in their metadata, else Jazzy.
 """
 
@@ -12,7 +13,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rosbags.interfaces import MessageDefinitionFormat
+from rosbags.interfaces import (
+    MessageDefinitionFormat,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
@@ -20,6 +29,35 @@ from rosbags.typesys.store import Typestore
 DEFAULT_DISTRO = 'jazzy'
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 _BAG_VERSION = 8  # rosbags writes 8 or 9; rosbag2 of Jazzy and newer reads both
+_INFINITE = QosTime(sec=9223372036, nsec=854775807)  # rmw's infinite duration, as rosbag2 writes it
+
+
+@dataclass(frozen=True)
+class TopicQos:
+    """What a publisher offers, in the terms that matter for recording and replay.
+
+    depth 0 = unknown, as DDS discovery reports it (``ros2 bag record`` writes history UNKNOWN then).
+    """
+
+    reliable: bool = True
+    latched: bool = False  # transient-local durability: late subscribers get the last message
+    depth: int = 10
+
+    def profile(self) -> Qos:
+        """The rosbags profile for metadata.yaml."""
+        return Qos(history=QosHistory.KEEP_LAST if self.depth else QosHistory.UNKNOWN, depth=self.depth,
+                   reliability=QosReliability.RELIABLE if self.reliable else QosReliability.BEST_EFFORT,
+                   durability=QosDurability.TRANSIENT_LOCAL if self.latched else QosDurability.VOLATILE,
+                   deadline=_INFINITE, lifespan=_INFINITE, liveliness=QosLiveliness.AUTOMATIC,
+                   liveliness_lease_duration=_INFINITE, avoid_ros_namespace_conventions=False)
+
+    @classmethod
+    def of(cls, profile: Qos) -> 'TopicQos':
+        return cls(reliable=profile.reliability == QosReliability.RELIABLE,
+                   latched=profile.durability == QosDurability.TRANSIENT_LOCAL, depth=profile.depth)
+
+
+LATCHED = TopicQos(latched=True, depth=1)
 
 
 class BagError(ValueError):
@@ -110,6 +148,11 @@ class BagReader:
         """topic -> message type."""
         return {conn.topic: conn.msgtype for conn in self._reader.connections}
 
+    def offered_qos(self, topic: str) -> list[TopicQos]:
+        """The QoS profiles the topic's publishers offered when it was recorded (empty when not recorded)."""
+        return [TopicQos.of(profile) for conn in self._reader.connections if conn.topic == topic
+                for profile in conn.ext.offered_qos_profiles]
+
     def message_count(self, topic: str) -> int:
         return sum(conn.msgcount for conn in self._reader.connections if conn.topic == topic)
 
@@ -161,8 +204,9 @@ class BagWriter:
     def __exit__(self, *exc_info):
         self.close()  # also on errors: what was written stays readable
 
-    def add_topic(self, topic: str, msgtype: str) -> None:
-        """Register ``topic`` with ``msgtype`` ('pkg/msg/Name'); needed before the first write_raw."""
+    def add_topic(self, topic: str, msgtype: str, qos: list[TopicQos] | tuple[TopicQos, ...] = (TopicQos(),)) -> None:
+        """Register ``topic`` with ``msgtype`` ('pkg/msg/Name') and the QoS its publishers offer; needed before the
+        first write_raw (``write`` registers unknown topics with the default, reliable and volatile)."""
         topic = resolve_topic(topic)
         if topic in self._connections:
             if self._connections[topic].msgtype != msgtype:
@@ -170,7 +214,8 @@ class BagWriter:
             return
         if msgtype not in self.typestore.types:
             raise ValueError(f'message type {msgtype} is unknown to the rosbags typestore')
-        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+        self._connections[topic] = self._writer.add_connection(
+            topic, msgtype, typestore=self.typestore, offered_qos_profiles=[profile.profile() for profile in qos])
 
     def message(self, msgtype: str, **fields):
         """Build a rosbags message of ``msgtype`` from its fields."""

@@ -1,227 +1,278 @@
 """planner_node: look at a camera, plan in the world model's latent space towards a goal image, command a robot.
 
+A managed (lifecycle) node: ``configure`` loads the checkpoint, warms the planner up and subscribes; ``activate``
+starts commanding; ``deactivate`` sends one hold command and stops; ``cleanup`` frees the model. With
+``autostart`` (the default) it configures and activates itself at start-up; with ``autostart: false`` a lifecycle
+manager (nav2's, or ``ros2 lifecycle set /planner_node configure``) drives it.
+
 Subscribes (relative names, each a parameter): ``image`` (sensor_msgs/Image, or CompressedImage with
 ``compressed``; QoS sensor-data or reliable, depth 1: only the latest frame is kept), ``goal_image``
-(sensor_msgs/Image, latched or not; or the ``goal_image_file`` parameter; a new goal starts a new episode) and,
-for position commands only, ``joint_states``.
+(sensor_msgs/Image from a latched or a plain publisher, both heard; or the ``goal_image_file`` parameter; a goal
+that differs from the current one starts a new episode) and, for position commands, ``joint_states``.
 Publishes ``command`` (``command_type``: Float64MultiArray, JointTrajectory, TwistStamped or Twist),
 ``diagnostics`` (diagnostic_msgs/DiagnosticArray: state and time in it, plan time, frame age, cost, surprise,
-device; after every plan and once a second) and ``surprise`` (std_msgs/Float32, the latent prediction error of the last
-executed action block).
+device; after every plan and once a second) and ``surprise`` (std_msgs/Float32, the latent prediction error of
+the last executed action block).
 
-Threads: subscriptions only decode and cache the latest frame; a timer publishes one command per control
-period from the current plan; planning runs on a worker thread of its own, woken when the MPC wants a plan,
-so neither frames nor commands ever wait for it. One lock guards the MPC state; the planning itself runs
-outside it (lewm_ros.planning.mpc: request / solve / install).
+Timing: in real time (default) a timer publishes one command per control period from the current plan and
+planning runs on a worker thread (lewm_ros.planning.worker), so neither frames nor commands wait for it; while a
+plan is being computed the robot holds. In lock step (``lock_step: true``, for a simulator that steps once per
+command: evaluation, tests, demos) the node answers each new frame (a new header stamp) with exactly one command,
+after the plan it needs: results then do not depend on how fast this machine plans.
 
-Safety: every command is clamped to ``action_low``/``action_high``. The node holds (zero velocity; for
-``action_kind: position`` the measured joint positions, or nothing while they are unknown) while it has no
-goal or no plan yet, when the freshest frame is older than ``watchdog_timeout``, when a requested plan has not
-come within it, and when a plan is not finite (reported). ``enabled: false`` is a dry run: it plans and
-reports but publishes no command. Parameters are validated; the ``cem.*``, ``mpc.*``, action, watchdog,
-``enabled`` and goal-file parameters may change live (next plan), the others are fixed at start-up.
+Safety: every command goes through one ``Actuation`` (scale, clamp to ``action_low``/``action_high``, hold), and
+the predictor's history records what was sent. The node holds (zero velocity; for ``action_kind: position`` the
+measured joint positions, or nothing while they are unknown) while it has no goal or no plan yet, when the
+freshest frame is older than ``watchdog_timeout``, when a requested plan has not come within it, and when a plan
+is not finite (reported). ``enabled: false`` is a dry run. Parameters are validated (``ros2 param describe``
+shows each one's range); live ones change at the next plan, the others at the next configure.
 
     planner_node --ros-args --params-file config/planner.yaml
 """
 
-import dataclasses
+import gc
+import hashlib
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from lifecycle_msgs.msg import State as StateMsg
 from PIL import Image as PILImage
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32
 
-from lewm_ros.data.actions import TWIST_FIELDS
+from lewm_ros.data.commands import COMMAND_TYPES, check_command_type
 from lewm_ros.data.images import ImageDecodeError, image_to_rgb, resize_rgb
-from lewm_ros.model.checkpoint import load_checkpoint
-from lewm_ros.nodes.conversions import COMMAND_CLASSES, command_msg, header
-from lewm_ros.nodes.spinning import init, spin_until_signal
-from lewm_ros.planning import MPC, CEMConfig, MPCConfig
+from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint
+from lewm_ros.nodes.conversions import command_class, command_msg, stamped_header
+from lewm_ros.nodes.parameters import ParameterBinding
+from lewm_ros.nodes.spinning import run_node
+from lewm_ros.paths import DEFAULT_CHECKPOINT
+from lewm_ros.planning import ACTION_KINDS, MPC, Actuation, CEMConfig, MPCConfig, PlanWorker
+from lewm_ros.settings import check_settings, setting
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / 'checkpoints' / 'arm_reach_small.safetensors'
 IMAGE_QOS = {'sensor_data': QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability),
              'reliable': QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)}
+# A latched goal publisher needs a transient-local subscription; a plain one (``ros2 topic pub``) is incompatible
+# with that, so a second, volatile best-effort subscription hears every publisher. Duplicates are dropped.
+GOAL_QOS = (QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE),
+            QoSProfile(depth=1, durability=DurabilityPolicy.VOLATILE, reliability=ReliabilityPolicy.BEST_EFFORT))
 DEVICES = ('auto', 'cpu', 'cuda')
-ACTION_KINDS = ('velocity', 'position')
 
 
 @dataclass
 class PlannerConfig:
-    """The node's own parameters, one to one (the search and loop are ``cem.*`` / ``mpc.*``).
+    """The node's own parameters, one to one (the search and loop are ``cem.*`` / ``mpc.*``)."""
 
-    checkpoint: path of a lewm_ros checkpoint; '' = the packaged one (checkpoints/arm_reach_small.safetensors).
-    threads: torch CPU threads; 0 = torch's default (one per core). On a small machine shared with the sim or
-        camera drivers, 1 avoids OpenMP threads waiting for each other (measured: 8 s instead of 0.13 s per plan).
-    action_kind: what the actions are; decides the hold command (zero velocity / measured positions) and
-        which JointTrajectory field carries them.
-    action_scale: command = scale x planned action (model units -> robot units), then clamped to the limits.
-    action_low, action_high: per-dimension command limits (defaults: the simulated arm's ±1.5 rad/s).
-    """
+    checkpoint: str = setting('', "lewm_ros checkpoint (.safetensors); '' = the packaged arm_reach_small")
+    device: str = setting('auto', 'torch device for encoding and planning', choices=DEVICES)
+    threads: int = setting(0, 'torch CPU threads (0 = one per core); 1 on a small machine shared with the sim '
+                           'or camera drivers, where OpenMP threads wait for each other (measured: 8 s instead of '
+                           '0.13 s per plan)', low=0, high=1024)
+    autostart: bool = setting(True, 'configure and activate at start-up; false: wait for a lifecycle manager')
+    lock_step: bool = setting(False, 'answer each new frame (header stamp) with one command, after the plan it '
+                              'needs, for simulators that step once per command; false: real time')
+    image_topic: str = setting('image', 'camera topic')
+    compressed: bool = setting(False, 'the camera topic carries sensor_msgs/CompressedImage (jpeg/png)')
+    image_qos: str = setting('sensor_data', 'camera subscription QoS: sensor_data (best effort, hears any camera) '
+                             'or reliable', choices=tuple(IMAGE_QOS))
+    goal_topic: str = setting('goal_image', 'goal image topic (sensor_msgs/Image, latched or not)')
+    goal_image_file: str = setting('', 'goal image file (png/jpg); the goal topic can replace it', live=True)
+    command_topic: str = setting('command', 'command topic')
+    command_type: str = setting('float64_multi_array', 'command message type', choices=tuple(COMMAND_TYPES))
+    joint_names: list[str] = setting(['shoulder', 'elbow'], 'joints of the action, in order (JointTrajectory '
+                                     'commands; joint_states order for position actions)')
+    action_kind: str = setting('velocity', 'what the actions are: decides the hold command (zero velocity or the '
+                               'measured positions) and the JointTrajectory field', choices=ACTION_KINDS)
+    joint_states_topic: str = setting('joint_states', 'measured joint positions (position actions only)')
+    action_scale: float = setting(1.0, 'command = scale x planned action (model units -> robot units), then '
+                                  'clamped', low=1e-9, high=1e9, live=True)
+    action_low: list[float] = setting([-1.5, -1.5], 'per-dimension command lower limits, robot units', live=True)
+    action_high: list[float] = setting([1.5, 1.5], 'per-dimension command upper limits, robot units', live=True)
+    control_rate: float = setting(10.0, 'commands per second in real time, Hz', low=0.1, high=1000.0)
+    watchdog_timeout: float = setting(1.0, 'seconds without a fresh frame or a requested plan before holding',
+                                      low=0.01, high=3600.0, live=True)
+    enabled: bool = setting(True, 'false: dry run (plans and diagnostics, no commands)', live=True)
 
-    checkpoint: str = ''
-    device: str = 'auto'
-    threads: int = 0
-    image_topic: str = 'image'
-    compressed: bool = False
-    image_qos: str = 'sensor_data'
-    goal_topic: str = 'goal_image'
-    goal_image_file: str = ''
-    command_topic: str = 'command'
-    command_type: str = 'float64_multi_array'
-    joint_names: list[str] = field(default_factory=lambda: ['shoulder', 'elbow'])
-    action_kind: str = 'velocity'
-    joint_states_topic: str = 'joint_states'
-    action_scale: float = 1.0
-    action_low: list[float] = field(default_factory=lambda: [-1.5, -1.5])
-    action_high: list[float] = field(default_factory=lambda: [1.5, 1.5])
-    control_rate: float = 10.0
-    watchdog_timeout: float = 1.0
-    enabled: bool = True
-
-    def validate(self, action_dim: int) -> None:
-        """Raise ValueError with the reason when a value is invalid for a model with ``action_dim`` actions."""
-        if self.threads < 0:
-            raise ValueError(f'threads must be >= 0 (0 = torch default), got {self.threads}')
-        if self.device not in DEVICES:
-            raise ValueError(f'device must be one of {DEVICES}, got {self.device!r}')
+    def validate(self, action_dim: int | None = None) -> None:
+        """Raise ValueError with the reason when a value is invalid (for a model with ``action_dim`` actions,
+        when known)."""
+        check_settings(self)
         if self.device == 'cuda' and not torch.cuda.is_available():
-            raise ValueError('device is cuda but torch sees no CUDA device')
-        if self.image_qos not in IMAGE_QOS:
-            raise ValueError(f'image_qos must be one of {sorted(IMAGE_QOS)}, got {self.image_qos!r}')
-        if self.command_type not in COMMAND_CLASSES:
-            raise ValueError(f'command_type must be one of {sorted(COMMAND_CLASSES)}, got {self.command_type!r}')
-        if self.action_kind not in ACTION_KINDS:
-            raise ValueError(f'action_kind must be one of {ACTION_KINDS}, got {self.action_kind!r}')
-        if self.command_type.startswith('twist') and (self.action_kind == 'position' or action_dim > len(TWIST_FIELDS)):
-            raise ValueError(f'a Twist carries at most {len(TWIST_FIELDS)} velocities; the model has {action_dim} '
-                             f'{self.action_kind} actions')
+            raise ValueError('device is cuda but torch sees no CUDA device (use auto or cpu)')
+        dim = action_dim or len(self.action_low)
+        if not len(self.action_low) == len(self.action_high) == dim:
+            raise ValueError(f'action_low and action_high need {dim} values each'
+                             + (f' (the model has {dim} actions)' if action_dim else '')
+                             + f', got {self.action_low} / {self.action_high}')
+        self.actuation()  # limits and scale
+        check_command_type(self.command_type, dim, positions=self.action_kind == 'position')
         if (self.command_type == 'joint_trajectory' or self.action_kind == 'position') and \
-                len(self.joint_names) != action_dim:
-            raise ValueError(f'joint_names must name the {action_dim} joints of the action, got {self.joint_names}')
-        if len(self.action_low) != action_dim or len(self.action_high) != action_dim or \
-                not all(lo <= hi for lo, hi in zip(self.action_low, self.action_high, strict=True)):
-            raise ValueError(f'action_low and action_high need {action_dim} values each with low <= high, '
-                             f'got {self.action_low} / {self.action_high}')
-        for name in ('action_scale', 'control_rate', 'watchdog_timeout'):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f'{name} must be positive, got {getattr(self, name)}')
+                len(self.joint_names) != dim:
+            raise ValueError(f'joint_names must name the {dim} joints of the action, got {self.joint_names}')
         if self.goal_image_file and not Path(self.goal_image_file).is_file():
             raise ValueError(f'goal_image_file {self.goal_image_file!r} does not exist')
 
+    def actuation(self) -> Actuation:
+        return Actuation(np.array(self.action_low), np.array(self.action_high), self.action_scale, self.action_kind)
 
-_SECTIONS = {'': PlannerConfig, 'cem.': CEMConfig, 'mpc.': MPCConfig}
-_LIVE = {'goal_image_file', 'action_scale', 'action_low', 'action_high', 'watchdog_timeout', 'enabled'}
-
-
-def _is_live(name: str) -> bool:
-    return name in _LIVE or name.startswith(('cem.', 'mpc.'))
+    def resolved_device(self) -> str:
+        return self.device if self.device != 'auto' else 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
-class PlannerNode(Node):
+SECTIONS = {'': PlannerConfig, 'cem.': CEMConfig, 'mpc.': MPCConfig}
+
+
+class PlannerNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__('planner_node', **kwargs)
-        self._declare_parameters()
-        config, cem, mpc_config = self._configs({})
-        device = config.device if config.device != 'auto' else 'cuda' if torch.cuda.is_available() else 'cpu'
-        self.checkpoint = load_checkpoint(config.checkpoint or DEFAULT_CHECKPOINT, device)
-        model_cfg = self.checkpoint.config
-        config.validate(model_cfg.action_dim)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.config, self.device, self.image_size = config, device, model_cfg.image_size
-        self.mpc = MPC(self.checkpoint, *self._model_limits(config), cem, mpc_config)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
         self._lock = threading.Lock()
+        self.checkpoint = self.mpc = self.worker = self.command_pub = None
+        self.parameters = ParameterBinding(self, SECTIONS, check=self._check, apply=self._apply, fixed=self._fixed)
+        self.config, _, _ = self.parameters.check()
+        self.device, self.image_size, self._entities, self._active = None, None, [], False
         self._frame: np.ndarray | None = None  # (S, S, 3) uint8, the latest decoded frame
-        self._frame_time = -math.inf  # monotonic receive time
+        self._frame_time, self._frame_stamp, self._acted_stamp = -math.inf, None, None
+        self._goal_digest = None
         self._joint_positions: np.ndarray | None = None
         self._warned: dict[str, float] = {}  # log message -> when it was last logged
-        self._request, self._request_time = None, 0.0
-        self._state, self._last_plan, self._plans, self._invalid_plan = 'waiting for a goal', None, 0, False
-        self._state_since = time.monotonic()  # when the node entered its current state
-        if config.goal_image_file:
-            self._set_goal(_read_image(config.goal_image_file, self.image_size))
-
-        frames = MutuallyExclusiveCallbackGroup()  # decoding never waits for the control tick, nor it for them
-        self.create_subscription(CompressedImage if config.compressed else Image, config.image_topic,
-                                 self._on_image, IMAGE_QOS[config.image_qos], callback_group=frames)
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(Image, config.goal_topic, self._on_goal, latched, callback_group=frames)
-        if config.action_kind == 'position':
-            self.create_subscription(JointState, config.joint_states_topic, self._on_joint_states, 10,
-                                     callback_group=frames)
-        self.command_pub = self.create_publisher(COMMAND_CLASSES[config.command_type], config.command_topic, 10)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, 'diagnostics', 10)
-        self.surprise_pub = self.create_publisher(Float32, 'surprise', 10)
-        control = MutuallyExclusiveCallbackGroup()
-        self.create_timer(1.0 / config.control_rate, self._on_control, callback_group=control)
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=control)
-
-        self.mpc.warm_up()  # the first plan pays for lazy initialisation: not the first real one
-        self._wake, self._stopping = threading.Event(), False
-        self._worker = threading.Thread(target=self._plan_loop, name='planner', daemon=True)
-        self._worker.start()
-        self.get_logger().info(f'planning with {self.checkpoint.path} on {device}: {cem}, {mpc_config}')
+        self._state, self._state_since = 'unconfigured', time.monotonic()
+        self._last_plan, self._plans, self._invalid_plan = None, 0, False
+        self.startup_error = ''
+        if self.config.autostart:
+            self.trigger_configure()
+            if self._state_id() != StateMsg.PRIMARY_STATE_INACTIVE:
+                raise ValueError(self.startup_error)
+            self.trigger_activate()
 
     # --- parameters -------------------------------------------------------------------------------
-    def _declare_parameters(self) -> None:
-        for prefix, cls in _SECTIONS.items():
-            for item in dataclasses.fields(cls):
-                default = item.default_factory() if item.default is dataclasses.MISSING else item.default
-                name = prefix + item.name
-                self.declare_parameter(name, default, ParameterDescriptor(
-                    description=f'see {cls.__name__}.{item.name}' + ('' if _is_live(name) else ' (fixed at start-up)'),
-                    read_only=not _is_live(name)))
+    def _check(self, configs) -> None:
+        config, cem, mpc_config = configs
+        config.validate(self.checkpoint.config.action_dim if self.checkpoint is not None else None)
+        cem.validate()
+        mpc_config.validate()
 
-    def _configs(self, updates: dict):
-        """(PlannerConfig, CEMConfig, MPCConfig) from the current parameters with ``updates`` applied."""
-        def build(prefix, cls):
-            values = {}
-            for item in dataclasses.fields(cls):
-                name = prefix + item.name
-                value = updates[name] if name in updates else self.get_parameter(name).value
-                values[item.name] = list(value) if isinstance(value, list | tuple) else value
-            return cls(**values)
-        return tuple(build(prefix, cls) for prefix, cls in _SECTIONS.items())
+    def _fixed(self, name: str) -> str | None:
+        if self._state_id() == StateMsg.PRIMARY_STATE_UNCONFIGURED:
+            return None  # taken at the next configure
+        return f'{name} is applied at configure: deactivate and clean the node up (or restart it) to change it'
 
-    @staticmethod
-    def _model_limits(config: PlannerConfig):
-        """Command limits in the model's units."""
-        return np.divide(config.action_low, config.action_scale), np.divide(config.action_high, config.action_scale)
-
-    def _on_set_parameters(self, parameters) -> SetParametersResult:
-        try:  # (rclpy itself rejects the read-only ones, those fixed at start-up)
-            config, cem, mpc_config = self._configs({p.name: p.value for p in parameters})
-            config.validate(self.checkpoint.config.action_dim)
-            cem.validate()
-            mpc_config.validate()
-            goal_changed = config.goal_image_file and config.goal_image_file != self.config.goal_image_file
-            goal = _read_image(config.goal_image_file, self.image_size) if goal_changed else None
-        except (ValueError, TypeError, OSError) as err:
-            return SetParametersResult(successful=False, reason=str(err))
+    def _apply(self, configs) -> None:
+        config, cem, mpc_config = configs
+        goal_changed = config.goal_image_file and config.goal_image_file != self.config.goal_image_file
         with self._lock:
-            if config.enabled != self.config.enabled:
-                self.mpc.reset()  # what was planned in a dry run never happened: start afresh
+            if self.mpc is not None:
+                if config.enabled != self.config.enabled:
+                    self.mpc.reset()  # what was planned in a dry run never happened: start afresh
+                self.mpc.configure(cem, mpc_config, config.actuation())
             self.config = config
-            self.mpc.configure(cem, mpc_config, *self._model_limits(config))
+        if goal_changed and self.mpc is not None:
+            self._set_goal(_read_image(config.goal_image_file, self.image_size))
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def _state_id(self) -> int:
+        return self._state_machine.current_state[0]
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        config, cem, mpc_config = self.parameters.configs()
+        try:
+            config.validate()
+            device = config.resolved_device()
+            checkpoint = load_checkpoint(config.checkpoint or DEFAULT_CHECKPOINT, device)
+            config.validate(checkpoint.config.action_dim)
+            goal = _read_image(config.goal_image_file, checkpoint.config.image_size) if config.goal_image_file \
+                else None
+        except (CheckpointError, ValueError, OSError) as err:
+            self.startup_error = f'cannot configure: {err}'
+            (self.get_logger().fatal if config.autostart else self.get_logger().error)(self.startup_error)
+            return TransitionCallbackReturn.FAILURE
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.config, self.checkpoint, self.device = config, checkpoint, device
+        self.image_size = checkpoint.config.image_size
+        self.mpc = MPC(checkpoint, config.actuation(), cem, mpc_config)
+        self.mpc.warm_up()  # the first plan pays for lazy initialisation: not the first real one
+        self.worker = PlanWorker(self.mpc, self._lock, self._on_plan, self._on_plan_error)
+        self._create_entities(config)
         if goal is not None:
             self._set_goal(goal)
-        return SetParametersResult(successful=True)
+        self._set_state('inactive')
+        self.get_logger().info(f'configured: planning with {checkpoint.path} on {device}: {cem}, {mpc_config}')
+        return super().on_configure(state)
+
+    def _create_entities(self, config: PlannerConfig) -> None:
+        frames = MutuallyExclusiveCallbackGroup()  # decoding never waits for the control tick, nor it for them
+        control = MutuallyExclusiveCallbackGroup()
+        self.command_pub = self.create_lifecycle_publisher(command_class(config.command_type), config.command_topic,
+                                                           10)
+        self._entities = [
+            self.create_subscription(CompressedImage if config.compressed else Image, config.image_topic,
+                                     self._on_image, IMAGE_QOS[config.image_qos], callback_group=frames),
+            *(self.create_subscription(Image, config.goal_topic, self._on_goal, qos, callback_group=frames)
+              for qos in GOAL_QOS),
+            self.create_publisher(DiagnosticArray, 'diagnostics', 10),
+            self.create_publisher(Float32, 'surprise', 10),
+            self.create_timer(1.0 / config.control_rate, self._on_control, callback_group=control),
+            self.create_timer(1.0, self._publish_diagnostics, callback_group=control),
+        ]
+        self.diagnostics_pub, self.surprise_pub = self._entities[3], self._entities[4]
+        if config.action_kind == 'position':
+            self._entities.append(self.create_subscription(JointState, config.joint_states_topic,
+                                                           self._on_joint_states, 10, callback_group=frames))
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        with self._lock:
+            self.mpc.reset()  # what the robot did while inactive is not in the history
+            self._active = True
+        self.get_logger().info('active: commanding')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        with self._lock:
+            self._active = False
+            hold = self.mpc.actuation.hold(self._joint_positions)
+            self._set_state('inactive')
+        if hold is not None and self.config.enabled:
+            self.command_pub.publish(self._message(hold))  # the publisher is still active: the robot stops
+        self.get_logger().info('inactive: holding, no more commands')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info('cleaned up: model released')
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_shutdown(state)
+
+    def _release(self) -> None:
+        """Stop planning, drop subscriptions, publishers and timers, and free the model."""
+        if self.worker is not None:
+            self.worker.stop()
+        for entity in self._entities:
+            kind = type(entity).__name__
+            {'Subscription': self.destroy_subscription, 'Publisher': self.destroy_publisher,
+             'Timer': self.destroy_timer}[kind](entity)
+        if self.command_pub is not None:
+            self.destroy_lifecycle_publisher(self.command_pub)
+            self.command_pub = None
+        with self._lock:
+            self._entities, self.worker, self.mpc, self.checkpoint, self._active = [], None, None, None, False
+            self._goal_digest, self._frame, self._frame_time = None, None, -math.inf
+            self._set_state('unconfigured')
+        gc.collect()
+        if self.device == 'cuda':
+            torch.cuda.empty_cache()
 
     # --- inputs -----------------------------------------------------------------------------------
     def _decode(self, msg, what: str) -> np.ndarray | None:
@@ -237,9 +288,13 @@ class PlannerNode(Node):
 
     def _on_image(self, msg) -> None:
         frame = self._decode(msg, 'image')
-        if frame is not None:
-            with self._lock:
-                self._frame, self._frame_time = frame, time.monotonic()
+        if frame is None:
+            return
+        with self._lock:
+            self._frame, self._frame_time = frame, time.monotonic()
+            self._frame_stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if self.config.lock_step:
+            self._on_control()
 
     def _on_goal(self, msg) -> None:
         goal = self._decode(msg, 'goal image')
@@ -247,7 +302,11 @@ class PlannerNode(Node):
             self._set_goal(goal)
 
     def _set_goal(self, goal: np.ndarray) -> None:
+        digest = hashlib.sha1(goal.tobytes()).digest()  # both goal subscriptions may deliver the same message
         with self._lock:
+            if digest == self._goal_digest or self.mpc is None:
+                return
+            self._goal_digest = digest
             self.mpc.set_goal(goal)
             self.mpc.reset()  # a new goal is a new episode
         self.get_logger().info('new goal')
@@ -262,96 +321,95 @@ class PlannerNode(Node):
     def _on_control(self) -> None:
         now = time.monotonic()
         with self._lock:
+            if not self._active:
+                return
             config, mpc = self.config, self.mpc
             if mpc.goal is None:
-                state, action = 'waiting for a goal', None
+                state, command = 'waiting for a goal', mpc.actuation.hold(self._joint_positions)
+            elif config.lock_step:
+                state, command = self._lock_step_tick(now)
             elif now - self._frame_time > config.watchdog_timeout:
-                state, action = 'hold: no fresh frame', None
+                state, command = 'hold: no fresh frame', mpc.actuation.hold(self._joint_positions)
                 mpc.reset()  # the history has a gap: start it again from the next frame
             else:
                 mpc.observe(self._frame)
-                if mpc.needs_plan:
-                    self._request, self._request_time = mpc.request(), now
-                    self._wake.set()
-                stalled = mpc.pending and now - self._request_time > config.watchdog_timeout
-                action = mpc.act(hold=stalled or not config.enabled)
+                if mpc.needs_plan and not self.worker.busy:
+                    self.worker.submit(mpc.request(), now)
+                stalled = self.worker.waited(now) > config.watchdog_timeout
+                command = mpc.act(hold=stalled or not config.enabled, measured=self._joint_positions)
                 state = ('hold: planner stalled' if stalled else 'hold: plan not finite' if self._invalid_plan
                          else 'dry run' if not config.enabled else 'waiting for a plan' if mpc.holding
                          else 'running')
-                if mpc.holding:
-                    action = None
-            if state != self._state:
-                self._state, self._state_since = state, now
-            command = self._command(action, config)
+            if state is not None:
+                self._set_state(state, now)
         if command is not None and config.enabled:
-            self.command_pub.publish(command)
+            self.command_pub.publish(self._message(command))
 
-    def _command(self, action: np.ndarray | None, config: PlannerConfig):
-        """The message for ``action`` (model units) scaled and clamped, or the hold command for None."""
-        if action is None:
-            if config.action_kind == 'position':
-                if self._joint_positions is None:
-                    return None
-                action = self._joint_positions
-            else:
-                action = np.zeros(len(config.action_low))
-        else:
-            action = np.asarray(action) * config.action_scale
-        action = np.clip(action, config.action_low, config.action_high)
-        return command_msg(config.command_type, action, self.get_clock().now().to_msg(), config.joint_names,
-                           positions=config.action_kind == 'position', duration=1.0 / config.control_rate)
+    def _lock_step_tick(self, now: float):
+        """One command per new frame, after the plan it needs; (state, command or None). Under the lock."""
+        mpc, config = self.mpc, self.config
+        if self._frame_stamp == self._acted_stamp:
+            return None, None  # this frame has had its command: the world has not stepped yet
+        mpc.observe(self._frame)
+        if mpc.needs_plan and not self._invalid_plan:
+            if not self.worker.busy:
+                self.worker.submit(mpc.request(), now)
+            return 'planning (lock step)', None
+        self._acted_stamp = self._frame_stamp
+        invalid, self._invalid_plan = self._invalid_plan, False
+        command = mpc.act(hold=invalid or not config.enabled, measured=self._joint_positions)
+        return ('hold: plan not finite' if invalid else 'dry run' if not config.enabled else 'running'), command
+
+    def _message(self, command: np.ndarray):
+        config = self.config
+        return command_msg(config.command_type, command, self.get_clock().now().nanoseconds, config.joint_names,
+                           positions=config.action_kind == 'position', duration_s=1.0 / config.control_rate)
+
+    def _set_state(self, state: str, now: float | None = None) -> None:
+        if state != self._state:
+            self._state, self._state_since = state, time.monotonic() if now is None else now
 
     # --- planning ---------------------------------------------------------------------------------
-    def _plan_loop(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._stopping:
+    def _on_plan(self, plan, installed: bool) -> None:
+        with self._lock:
+            if self.mpc is None:
                 return
-            with self._lock:
-                request = self._request
-            try:
-                plan = self.mpc.solve(request)
-            except RuntimeError as err:  # e.g. CUDA out of memory: hold, report, try again at the next request
-                self.get_logger().error(f'planning failed: {err}', throttle_duration_sec=5.0)
-                with self._lock:
-                    self.mpc.pending, self._invalid_plan = False, True
-                continue
-            if self._stopping or not self.context.ok():
-                return
-            with self._lock:
-                installed = self.mpc.install(plan)
-                self._invalid_plan = not installed and plan.episode == self.mpc.episode
-                self._last_plan, self._plans = plan, self._plans + 1
-            if self._invalid_plan:
-                self.get_logger().error(f'plan is not finite (cost {plan.cost}): holding',
-                                        throttle_duration_sec=5.0)
-            if plan.surprise is not None:
-                self.surprise_pub.publish(Float32(data=plan.surprise))
-            self._publish_diagnostics()
+            self._invalid_plan = not installed and plan.episode == self.mpc.episode
+            self._last_plan, self._plans = plan, self._plans + 1
+        if self._invalid_plan:
+            self.get_logger().error(f'plan is not finite (cost {plan.cost}): holding', throttle_duration_sec=5.0)
+        if plan.surprise is not None:
+            self.surprise_pub.publish(Float32(data=plan.surprise))
+        self._publish_diagnostics()
+        if self.config.lock_step:
+            self._on_control()
+
+    def _on_plan_error(self, err: Exception) -> None:
+        self.get_logger().error(f'planning failed: {err}', throttle_duration_sec=5.0)
+        with self._lock:
+            self._invalid_plan = True
 
     def _publish_diagnostics(self) -> None:
         with self._lock:
             state, plan, plans = self._state, self._last_plan, self._plans
             now = time.monotonic()
             frame_age, state_age = now - self._frame_time, now - self._state_since
-        level = (DiagnosticStatus.OK if state in ('running', 'dry run') else
+        level = (DiagnosticStatus.OK if state in ('running', 'dry run', 'planning (lock step)') else
                  DiagnosticStatus.ERROR if state.startswith('hold') else DiagnosticStatus.WARN)
         values = {'state': state, 'state_for_s': round(state_age, 2), 'device': self.device, 'plans': plans,
                   'frame_age_ms': round(frame_age * 1000, 1) if math.isfinite(frame_age) else 'none'}
         if plan is not None:
             values.update(plan_time_ms=round(plan.seconds * 1000, 2), cost=plan.cost, horizon=len(plan.blocks),
-                          arrival=plan.arrival,
-                          surprise='none' if plan.surprise is None else plan.surprise)
-        status = DiagnosticStatus(level=level, name='lewm_ros: planner', message=state, hardware_id=self.device,
+                          arrival=plan.arrival, surprise='none' if plan.surprise is None else plan.surprise)
+        status = DiagnosticStatus(level=level, name='lewm_ros: planner', message=state, hardware_id=str(self.device),
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        self.diagnostics_pub.publish(DiagnosticArray(header=header(self.get_clock().now().to_msg()), status=[status]))
+        self.diagnostics_pub.publish(DiagnosticArray(header=stamped_header(self.get_clock().now().nanoseconds),
+                                                     status=[status]))
 
     def stop(self) -> None:
-        """Stop the planning thread (a plan in progress finishes first)."""
-        self._stopping = True
-        self._wake.set()
-        self._worker.join(timeout=30.0)
+        """Stop planning and release the model, whatever the lifecycle state (process exit, tests)."""
+        if self.mpc is not None:
+            self._release()
 
 
 def _read_image(path: str, size: int) -> np.ndarray:
@@ -359,20 +417,9 @@ def _read_image(path: str, size: int) -> np.ndarray:
         return resize_rgb(np.asarray(image.convert('RGB')), size)
 
 
-def main(args=None) -> None:
-    init(args)
-    node = None
-    try:
-        node = PlannerNode()
-        spin_until_signal(node, MultiThreadedExecutor(num_threads=2))
-    except ExternalShutdownException:
-        pass
-    finally:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    return run_node(PlannerNode, args, __doc__, lambda: MultiThreadedExecutor(num_threads=2), cleanup=PlannerNode.stop)
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -10,76 +10,57 @@ and roll over to a new bag every ``episode_duration`` seconds when that is posit
     recorder_node --ros-args --params-file config/recorder.yaml
 """
 
-import dataclasses
-import importlib
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import rclpy
-from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
-from lewm_ros.data.bags import STORAGES, BagWriter, typestore_for
-from lewm_ros.nodes.spinning import init, spin_until_signal
+from lewm_ros.data.bags import STORAGES, BagWriter, TopicQos, typestore_for
+from lewm_ros.nodes.conversions import message_class, topic_qos
+from lewm_ros.nodes.parameters import ParameterBinding
+from lewm_ros.nodes.spinning import run_node
+from lewm_ros.settings import check_settings, setting
 
 RELIABILITIES = {'best_effort': ReliabilityPolicy.BEST_EFFORT, 'reliable': ReliabilityPolicy.RELIABLE}
 
 
 @dataclass
 class RecorderConfig:
-    """The node's parameters, one to one.
+    """recorder_node's parameters, one to one."""
 
-    topics: topics to record (relative names resolve in the node's namespace).
-    types: their message types ('sensor_msgs/msg/Image', ...), same order; empty = discover from the graph.
-    episode_duration: seconds; > 0 rolls over to a new bag this often while recording (0 = never).
-    control_topic: std_msgs/Bool topic that starts (true) and stops (false) episodes; '' = none.
-    reliability: subscription QoS; 'best_effort' also hears best-effort camera drivers.
-    """
-
-    topics: list[str] = field(default_factory=lambda: ['image', 'command'])
-    types: list[str] = field(default_factory=list)
-    output_dir: str = 'bags'
-    storage: str = 'mcap'
-    bag_prefix: str = 'episode'
-    autostart: bool = False
-    episode_duration: float = 0.0
-    control_topic: str = 'record'
-    reliability: str = 'best_effort'
-    qos_depth: int = 100
+    topics: list[str] = setting(['image', 'command'], 'topics to record (relative names resolve in the node\'s '
+                                'namespace)')
+    types: list[str] = setting([], "their message types ('sensor_msgs/msg/Image', ...), same order; empty = "
+                               'discover them from the ROS graph')
+    output_dir: str = setting('bags', 'directory the episode bags are written into')
+    storage: str = setting('mcap', 'bag storage format', choices=tuple(sorted(STORAGES)))
+    bag_prefix: str = setting('episode', 'bag directory names start with this')
+    autostart: bool = setting(False, 'start recording an episode at start-up')
+    episode_duration: float = setting(0.0, 'seconds; > 0 rolls over to a new bag this often while recording '
+                                      '(0 = never)', low=0.0, high=1e9, live=True)
+    control_topic: str = setting('record', "std_msgs/Bool topic that starts (true) and stops (false) episodes; "
+                                 "'' = none")
+    reliability: str = setting('best_effort', "subscription QoS; 'best_effort' also hears best-effort camera "
+                               'drivers', choices=tuple(sorted(RELIABILITIES)))
+    qos_depth: int = setting(100, 'subscription queue depth', low=1, high=100_000)
 
     def validate(self) -> None:
         """Raise ValueError with the reason when a value is invalid."""
+        check_settings(self)
         if not self.topics or len(set(self.topics)) != len(self.topics):
             raise ValueError(f'topics must be a non-empty list without duplicates, got {self.topics}')
         if self.types and len(self.types) != len(self.topics):
             raise ValueError(f'types must be empty (discover) or match topics one to one, got {self.types}')
         for type_name in self.types:
             check_recordable(type_name)
-        if self.storage not in STORAGES:
-            raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {self.storage!r}')
-        if self.reliability not in RELIABILITIES:
-            raise ValueError(f'reliability must be one of {sorted(RELIABILITIES)}, got {self.reliability!r}')
-        if self.episode_duration < 0 or self.qos_depth < 1:
-            raise ValueError('episode_duration must be >= 0 and qos_depth >= 1')
         if not self.output_dir or not self.bag_prefix:
             raise ValueError('output_dir and bag_prefix must not be empty')
-
-
-_RUNTIME_PARAMETERS = ('episode_duration',)  # the others shape subscriptions: fixed at startup
-
-
-def message_class(type_name: str):
-    """The rclpy message class of 'pkg/msg/Name'."""
-    package, _, name = type_name.split('/')
-    return getattr(importlib.import_module(f'{package}.msg'), name)
 
 
 def check_recordable(type_name: str) -> None:
@@ -97,14 +78,16 @@ class RecorderNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__('recorder_node', **kwargs)
-        self.config = self._declare_config()
-        self.config.validate()
+        self.parameters = ParameterBinding(self, {'': RecorderConfig}, check=lambda configs: configs[0].validate(),
+                                           apply=self._apply)
+        (self.config,) = self.parameters.check()
         self._lock = threading.Lock()  # services, timers and subscriptions may run on several threads
         self._writer: BagWriter | None = None
         self._episode_started = 0.0
         self._episode_number = 0
         self._message_count = 0
         self._types: dict[str, str] = {}  # resolved topic -> type, once known and subscribed
+        self._qos_offered: dict[str, list[TopicQos]] = {}  # resolved topic -> its publishers' QoS when subscribed
         types = self.config.types or [None] * len(self.config.topics)
         self._wanted = {self.resolve_topic_name(topic): type_name
                         for topic, type_name in zip(self.config.topics, types, strict=True)}
@@ -122,32 +105,12 @@ class RecorderNode(Node):
         if self.config.control_topic:
             self.create_subscription(Bool, self.config.control_topic, self._on_control, 10)
         self.create_timer(0.05, self._roll_over_if_due)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         if self.config.autostart:
             self.start_episode()
 
-    def _declare_config(self) -> RecorderConfig:
-        values = {}
-        for item in dataclasses.fields(RecorderConfig):
-            default = item.default_factory() if item.default is dataclasses.MISSING else item.default
-            # an empty list has no element type; declare its type explicitly
-            declared = Parameter.Type.STRING_ARRAY if default == [] else default
-            values[item.name] = self.declare_parameter(item.name, declared).value
-        values['types'] = list(values['types'] or [])
-        values['topics'] = list(values['topics'])
-        return RecorderConfig(**values)
-
-    def _on_set_parameters(self, parameters) -> SetParametersResult:
-        for parameter in parameters:
-            if parameter.name not in _RUNTIME_PARAMETERS:
-                return SetParametersResult(successful=False, reason=f'{parameter.name} is fixed at startup')
-            candidate = dataclasses.replace(self.config, **{parameter.name: parameter.value})
-            try:
-                candidate.validate()
-            except ValueError as err:
-                return SetParametersResult(successful=False, reason=str(err))
-            self.config = candidate
-        return SetParametersResult(successful=True)
+    def _apply(self, configs) -> None:
+        with self._lock:
+            (self.config,) = configs
 
     def _subscribe_known_topics(self) -> None:
         """Subscribe to every wanted topic whose type is configured or now visible in the graph."""
@@ -164,13 +127,19 @@ class RecorderNode(Node):
                 continue
             self.create_subscription(message_class(type_name), topic,
                                      lambda data, topic=topic: self._on_message(topic, data), self._qos, raw=True)
+            qos = self._offered_qos(topic)
             with self._lock:
-                self._types[topic] = type_name
+                self._types[topic], self._qos_offered[topic] = type_name, qos
                 if self._writer is not None:
-                    self._writer.add_topic(topic, type_name)
+                    self._writer.add_topic(topic, type_name, qos)
             self.get_logger().info(f'recording {topic} [{type_name}]')
         if len(self._types) == len(self._wanted) and self._discovery_timer is not None:
             self._discovery_timer.cancel()
+
+    def _offered_qos(self, topic: str) -> list[TopicQos]:
+        """What the topic's publishers offer now, as ``ros2 bag record`` writes it (a latched topic then replays
+        latched); reliable and volatile when no publisher is known yet."""
+        return [topic_qos(info.qos_profile) for info in self.get_publishers_info_by_topic(topic)] or [TopicQos()]
 
     def _on_message(self, topic: str, data: bytes) -> None:
         stamp_ns = self.get_clock().now().nanoseconds
@@ -214,7 +183,7 @@ class RecorderNode(Node):
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = BagWriter(path, self.config.storage)
             for topic, type_name in self._types.items():
-                writer.add_topic(topic, type_name)
+                writer.add_topic(topic, type_name, self._qos_offered[topic])
         except Exception as err:  # filesystem or rosbags: report it, the node keeps running
             self.refusal = f'cannot open bag {path}: {err}'
             self.get_logger().error(self.refusal)
@@ -257,19 +226,9 @@ class RecorderNode(Node):
         super().destroy_node()
 
 
-def main(args=None):
-    init(args)
-    node = None
-    try:
-        node = RecorderNode()
-        spin_until_signal(node)
-    except ExternalShutdownException:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    return run_node(RecorderNode, args, __doc__)
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

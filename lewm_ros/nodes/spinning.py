@@ -1,14 +1,23 @@
-"""Running a node until SIGINT or SIGTERM, then shutting down in order (every node's ``main``)."""
+"""Every node's ``main``: ``--help``, start-up errors as one fatal log line and exit code 1, spinning until SIGINT
+or SIGTERM, then shutting down in order."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
+from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import Executor, SingleThreadedExecutor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from rclpy.utilities import remove_ros_args
+
+from lewm_ros.model.checkpoint import CheckpointError
+
+STARTUP_ERRORS = (ValueError, CheckpointError, ParameterException, OSError)  # what a bad configuration raises
 
 
 def init(args=None) -> None:
@@ -30,3 +39,34 @@ def spin_until_signal(node: Node, executor: Executor | None = None) -> None:
     executor.add_node(node)
     while not stop.is_set() and rclpy.ok():
         executor.spin_once(timeout_sec=0.1)
+
+
+def run_node(node_class: Callable[[], Node], args, doc: str, executor: Callable[[], Executor] | None = None,
+             cleanup: Callable[[Node], None] | None = None) -> int:
+    """Run one node as a process: 0 after a clean shutdown, 1 when it cannot start (the reason logged once).
+
+    ``--help`` (outside ``--ros-args``) prints the node's documentation; ROS arguments go to rclpy. ``executor``
+    makes the executor to spin on (default: single-threaded).
+    """
+    program = doc.split(':')[0]
+    argparse.ArgumentParser(prog=program, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog='ROS arguments: --ros-args --params-file FILE -p NAME:=VALUE -r __ns:=/NAMESPACE'
+                            ).parse_args(remove_ros_args(args)[1:])
+    init(args)
+    node = None
+    try:
+        try:
+            node = node_class()
+        except STARTUP_ERRORS as err:
+            rclpy.logging.get_logger(program).fatal(f'cannot start: {err}')
+            return 1
+        spin_until_signal(node, executor() if executor else None)
+    except ExternalShutdownException:
+        pass
+    finally:
+        if node is not None:
+            if cleanup is not None:
+                cleanup(node)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

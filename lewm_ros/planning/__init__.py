@@ -1,6 +1,9 @@
-"""Latent MPC: the CEM solver, the latent cost and the receding-horizon state (torch only, no ROS)."""
+"""Latent MPC: the CEM solver, the latent cost, the receding-horizon state and the planning thread (torch only,
+no ROS)."""
 
 from lewm_ros.planning.cem import CEM, CEMConfig, LatentCost, normalised_bounds
-from lewm_ros.planning.mpc import MODES, MPC, MPCConfig, Plan, PlanRequest
+from lewm_ros.planning.mpc import ACTION_KINDS, MODES, MPC, Actuation, MPCConfig, Plan, PlanRequest
+from lewm_ros.planning.worker import PlanWorker
 
-__all__ = ['CEM', 'MODES', 'MPC', 'CEMConfig', 'LatentCost', 'MPCConfig', 'Plan', 'PlanRequest', 'normalised_bounds']
+__all__ = ['ACTION_KINDS', 'CEM', 'MODES', 'MPC', 'Actuation', 'CEMConfig', 'LatentCost', 'MPCConfig', 'Plan',
+           'PlanRequest', 'PlanWorker', 'normalised_bounds']

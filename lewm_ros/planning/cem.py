@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lewm_ros.model.world_model import WorldModel
+from lewm_ros.settings import check_settings, setting
 
 CostFn = Callable[[torch.Tensor], torch.Tensor]  # candidates (N, H, K) -> costs (N,)
 
@@ -24,25 +25,29 @@ CostFn = Callable[[torch.Tensor], torch.Tensor]  # candidates (N, H, K) -> costs
 class CEMConfig:
     """The search: how many candidates, how many rounds, how far ahead (ROS parameters ``cem.*``)."""
 
-    samples: int = 300
-    elites: int = 30
-    iterations: int = 30
-    horizon: int = 5  # action blocks (frameskip raw actions each)
-    init_std: float = 1.0  # normalised action units
-    min_std: float = 0.05  # floor that keeps the search from collapsing in the first rounds
-    noise_beta: float = 0.0  # sampling noise with power spectrum 1/f^beta over time: 0 = white (the paper's)
-    seed: int = 0
+    samples: int = setting(300, 'candidate action sequences scored per iteration (the paper: 300)', low=2,
+                           high=100_000, live=True)
+    elites: int = setting(30, 'best candidates the Gaussian is refitted to (the paper: 30)', low=1, live=True)
+    iterations: int = setting(30, 'CEM rounds per plan (the paper: 30 on Push-T, 10 elsewhere)', low=1,
+                              high=1000, live=True)
+    horizon: int = setting(5, 'action blocks planned ahead (frameskip control steps each)', low=1, high=100,
+                           live=True)
+    init_std: float = setting(1.0, 'initial sampling std, normalised action units', low=1e-6, high=100.0, live=True)
+    min_std: float = setting(0.05, 'std floor that keeps the search from collapsing in the first rounds', low=0.0,
+                             high=100.0, live=True)
+    noise_beta: float = setting(0.0, 'sampling noise with power spectrum 1/f^beta over time: 0 = white (the '
+                                "paper's), 2-3 = time-correlated (iCEM), reaches far goals", low=0.0, high=4.0,
+                                live=True)
+    seed: int = setting(0, "seed of the search's noise; a plan's noise is a function of (seed, control step)",
+                        low=0, high=2**31 - 1, live=True)
 
     def validate(self) -> None:
         """Raise ValueError with the reason when a value is invalid."""
-        if self.samples < 2 or not 1 <= self.elites <= self.samples:
-            raise ValueError(f'need samples >= 2 and 1 <= elites <= samples, got {self.samples} / {self.elites}')
-        if self.iterations < 1 or self.horizon < 1:
-            raise ValueError(f'iterations and horizon must be >= 1, got {self.iterations} / {self.horizon}')
-        if not (self.init_std > 0 and 0 <= self.min_std <= self.init_std):
-            raise ValueError(f'need init_std > 0 and 0 <= min_std <= init_std, got {self.init_std} / {self.min_std}')
-        if not 0 <= self.noise_beta <= 4:
-            raise ValueError(f'noise_beta must be within [0, 4], got {self.noise_beta}')
+        check_settings(self, 'cem.')
+        if self.elites > self.samples:
+            raise ValueError(f'cem.elites must be <= cem.samples, got {self.elites} / {self.samples}')
+        if self.min_std > self.init_std:
+            raise ValueError(f'cem.min_std must be <= cem.init_std, got {self.min_std} / {self.init_std}')
 
 
 def normalised_bounds(low, high, normalise: Callable[[np.ndarray], np.ndarray], frameskip: int, device=None):
@@ -98,15 +103,17 @@ class CEM:
         self.generator = torch.Generator(device=low.device).manual_seed(config.seed)
 
     @torch.inference_mode()
-    def plan(self, cost_fn: CostFn, warm_start: torch.Tensor | None = None,
-             horizon: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def plan(self, cost_fn: CostFn, warm_start: torch.Tensor | None = None, horizon: int | None = None,
+             seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Minimise ``cost_fn`` over (horizon, K) block sequences; returns the final mean and its cost.
 
         warm_start: (horizon, K) initial mean (the previous plan, shifted); None starts from 0 (the mean
         action of the training data). The current mean is always one of the candidates, so a good warm
-        start is never lost to sampling noise.
+        start is never lost to sampling noise. seed: restart the noise from it (None: carry on).
         """
         cfg, K = self.config, self.low.shape[0]
+        if seed is not None:
+            self.generator.manual_seed(seed)
         H = horizon or cfg.horizon
         mean = torch.zeros(H, K, device=self.low.device) if warm_start is None else warm_start  # (H, K)
         mean = mean.clamp(self.low, self.high)  # (H, K)

@@ -1,13 +1,15 @@
 """Receding-horizon latent MPC: the history the predictor needs, the plan being executed, and when to replan.
 
 Time runs in raw control steps; the model's step is one action block = ``frameskip`` raw steps. At raw
-step ``s`` the caller ``observe``s the freshest frame and then ``act``s: the next raw action of the current
-plan (or the hold action), which is recorded as executed. A plan made at step ``s`` conditions on the frames
-at ``s, s - frameskip, s - 2 * frameskip`` and the action blocks executed between them.
+step ``s`` the caller ``observe``s the freshest frame and then ``act``s: the robot command for the next raw action
+of the current plan, or the hold command, recorded as executed in the model's units. ``Actuation`` is the one
+place that scales, clamps and holds, so what the predictor's history says was executed is what the robot got.
+A plan made at step ``s`` conditions on the frames at ``s, s - frameskip, s - 2 * frameskip`` and the action
+blocks executed between them.
 
-Planning can run on another thread: ``request`` snapshots what a plan needs (cheap, under the caller's lock),
-``solve`` does the work without touching the MPC's state, and ``install`` adopts the result, skipping the
-raw steps executed while it was being computed. ``replan`` does all three in one go.
+Planning can run on another thread (``lewm_ros.planning.worker``): ``request`` snapshots what a plan needs (cheap,
+under the caller's lock), ``solve`` does the work from the snapshot alone, and ``install`` adopts the result,
+skipping the raw steps executed while it was being computed. ``replan`` does all three in one go.
 
 Modes (``MPCConfig.mode``):
 - ``paper``: execute the whole ``horizon * frameskip``-step plan, then replan (the public LeWM code).
@@ -33,33 +35,77 @@ import numpy as np
 import torch
 
 from lewm_ros.model.checkpoint import Checkpoint
-from lewm_ros.planning.cem import CEM, CEMConfig, LatentCost, check_objective, normalised_bounds
+from lewm_ros.planning.cem import CEM, OBJECTIVES, CEMConfig, LatentCost, normalised_bounds
+from lewm_ros.settings import check_settings, setting
 
 MODES = ('paper', 'receding', 'shrinking')
+ACTION_KINDS = ('velocity', 'position')
 
 
 @dataclass
 class MPCConfig:
     """The control loop around the search (ROS parameters ``mpc.*``)."""
 
-    mode: str = 'paper'
-    execute_steps: int = 5  # raw actions executed per plan in receding and shrinking modes
-    intermediate_weight: float = 0.0  # cost weight of the mean distance over all predicted blocks
-    objective: str = 'final'  # final | closest: cost after the last block, or after the closest one
+    mode: str = setting('paper', 'paper: execute whole plans; receding: replan every execute_steps; shrinking: '
+                        "replan every execute_steps towards the first plan's arrival time", choices=MODES, live=True)
+    execute_steps: int = setting(5, 'raw actions executed per plan in receding and shrinking modes', low=1,
+                                 high=10_000, live=True)
+    intermediate_weight: float = setting(0.0, 'cost weight of the mean distance over all predicted blocks (> 0 '
+                                         'also costs the path, not only its end)', low=0.0, high=1e6, live=True)
+    objective: str = setting('final', "final: cost after the last block (the paper's); closest: after the block "
+                             'closest to the goal, executed up to it', choices=OBJECTIVES, live=True)
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}')
-        check_objective(self.objective)
-        if self.execute_steps < 1:
-            raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
-        if not (math.isfinite(self.intermediate_weight) and self.intermediate_weight >= 0):
-            raise ValueError(f'intermediate_weight must be finite and >= 0, got {self.intermediate_weight}')
+        check_settings(self, 'mpc.')
+
+
+@dataclass(frozen=True)
+class Actuation:
+    """What the robot takes: its units, its limits and how it holds still.
+
+    The model plans in the raw units of its training data; the robot gets ``scale`` x those, clamped to ``low`` /
+    ``high`` (robot units). Holding is zero velocity, or, for position actions, the measured position (unknown
+    until measured: then nothing is commanded).
+    """
+
+    low: np.ndarray  # (A,) robot units
+    high: np.ndarray  # (A,)
+    scale: float = 1.0
+    kind: str = 'velocity'
+
+    def __post_init__(self):
+        low, high = np.asarray(self.low, np.float64).reshape(-1), np.asarray(self.high, np.float64).reshape(-1)
+        if low.shape != high.shape or not (np.isfinite(low).all() and np.isfinite(high).all() and (low <= high).all()):
+            raise ValueError(f'action limits need finite low <= high per dimension, got {low.tolist()} / '
+                             f'{high.tolist()}')
+        if not (math.isfinite(self.scale) and self.scale > 0) or self.kind not in ACTION_KINDS:
+            raise ValueError(f'need scale > 0 and kind in {ACTION_KINDS}, got {self.scale} / {self.kind!r}')
+        object.__setattr__(self, 'low', low)
+        object.__setattr__(self, 'high', high)
+
+    @property
+    def model_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """The limits in the model's raw units (A,), (A,)."""
+        return self.low / self.scale, self.high / self.scale
+
+    def command(self, action: np.ndarray) -> np.ndarray:
+        """A planned action (A,) in model units -> the robot command (A,), within the limits."""
+        return np.clip(np.asarray(action, np.float64) * self.scale, self.low, self.high)
+
+    def hold(self, measured: np.ndarray | None = None) -> np.ndarray | None:
+        """The command that holds still: zero velocity, or the measured position (None while unknown)."""
+        if self.kind == 'velocity':
+            return np.clip(np.zeros_like(self.low), self.low, self.high)
+        return None if measured is None else np.clip(np.asarray(measured, np.float64), self.low, self.high)
+
+    def to_model(self, command: np.ndarray) -> np.ndarray:
+        """A robot command (A,) -> the model's raw units."""
+        return np.asarray(command, np.float64) / self.scale
 
 
 @dataclass
 class PlanRequest:
-    """A snapshot of what one plan needs, taken at raw step ``step``."""
+    """Everything one plan needs, snapshot at raw step ``step``: ``solve`` reads nothing else."""
 
     step: int
     episode: int
@@ -70,6 +116,7 @@ class PlanRequest:
     horizon: int
     cem: CEM
     config: MPCConfig
+    actuation: Actuation
 
 
 @dataclass
@@ -77,7 +124,7 @@ class Plan:
     step: int
     episode: int
     blocks: np.ndarray  # (H, K) normalised
-    actions: np.ndarray  # (H * frameskip, A) raw, within the limits
+    actions: np.ndarray  # (H * frameskip, A) raw model units, within the actuation's limits
     arrival: int  # blocks to execute: up to the predicted closest approach (objective closest), else H
     cost: float
     surprise: float | None  # latent prediction error of the block executed last, None without history
@@ -89,30 +136,26 @@ class Plan:
 
 
 class MPC:
-    def __init__(self, checkpoint: Checkpoint, low, high, cem: CEMConfig | None = None,
+    def __init__(self, checkpoint: Checkpoint, actuation: Actuation, cem: CEMConfig | None = None,
                  config: MPCConfig | None = None):
-        """low, high: raw action limits (A,) in the units the model was trained on."""
         self.model, self.checkpoint = checkpoint.model, checkpoint
         self.device = next(self.model.parameters()).device
         cfg = self.model.cfg
         self.frameskip, self.history, self.action_dim = cfg.frameskip, cfg.history, cfg.action_dim
         self.goal: torch.Tensor | None = None  # (D,)
         self.episode = 0
-        self.configure(cem or CEMConfig(), config or MPCConfig(), low, high)
+        self.configure(cem or CEMConfig(), config or MPCConfig(), actuation)
         self.reset()
 
-    def configure(self, cem: CEMConfig, config: MPCConfig, low=None, high=None) -> None:
-        """New search and loop settings (and raw action limits (A,)); they take effect at the next plan."""
+    def configure(self, cem: CEMConfig, config: MPCConfig, actuation: Actuation | None = None) -> None:
+        """New search and loop settings (and actuation); they take effect at the next plan."""
         config.validate()
-        if low is not None:
-            low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)  # (A,), (A,)
-            if low.shape != (self.action_dim,) or high.shape != (self.action_dim,) or not (low <= high).all():
-                raise ValueError(f'action limits must be {self.action_dim} values each with low <= high, '
-                                 f'got {low} / {high}')
-            self.low, self.high = low, high
-            self.hold_action = np.clip(np.zeros(self.action_dim, np.float32), low, high)  # (A,) standing still
-        bounds = normalised_bounds(self.low, self.high, self.checkpoint.normalise, self.frameskip,
-                                   self.device)
+        if actuation is not None:
+            if actuation.low.shape != (self.action_dim,):
+                raise ValueError(f'action limits must have {self.action_dim} values each, got '
+                                 f'{actuation.low.tolist()} / {actuation.high.tolist()}')
+            self.actuation = actuation
+        bounds = normalised_bounds(*self.actuation.model_limits, self.checkpoint.normalise, self.frameskip, self.device)
         self.cem, self.config = CEM(cem, *bounds, self.action_dim), config
 
     def reset(self) -> None:
@@ -122,8 +165,7 @@ class MPC:
         self.frames: dict[int, np.ndarray] = {}  # raw step -> (S, S, 3) uint8
         self.actions: dict[int, np.ndarray] = {}  # raw step -> (A,) normalised action executed at it
         self.plan: Plan | None = None
-        self.queue = np.zeros((0, self.action_dim), np.float32)  # (n, A) raw actions still to execute
-        self.pending = False  # a request is out and not installed yet
+        self.queue = np.zeros((0, self.action_dim), np.float32)  # (n, A) raw model actions still to execute
         self.deadline: int | None = None  # shrinking mode: raw step by which the current plan arrives
         self.holding = True
 
@@ -137,24 +179,26 @@ class MPC:
         """The freshest frame (S, S, 3) uint8 at the current step (a second call replaces it)."""
         self.frames[self.step] = frame
 
-    def act(self, hold: bool = False) -> np.ndarray:
-        """The raw action (A,) to apply for this step, recorded as executed; the hold action when there is no
-        plan left or ``hold`` is set (the plan is kept, but its actions still go by)."""
+    def act(self, hold: bool = False, measured: np.ndarray | None = None) -> np.ndarray | None:
+        """The robot command (A,) for this step: the plan's next action, or the hold command when no plan is left
+        or ``hold`` is set (the plan is kept, but its actions still go by). None when holding a position that
+        is not measured yet: nothing is commanded, and the step breaks the predictor's history."""
         planned = len(self.queue) > 0 and not hold
-        action = self.queue[0] if planned else self.hold_action  # (A,)
+        command = self.actuation.command(self.queue[0]) if planned else self.actuation.hold(measured)  # (A,)
         self.queue = self.queue[1:]
         self.holding = not planned
-        self.actions[self.step] = self.checkpoint.normalise(action)  # (A,)
+        if command is not None:
+            self.actions[self.step] = self.checkpoint.normalise(self.actuation.to_model(command))  # (A,)
         self.step += 1
         oldest = self.step - self.history * self.frameskip
         for kept in (self.frames, self.actions):
             for step in [step for step in kept if step < oldest]:
                 del kept[step]
-        return action
+        return command
 
     @property
     def needs_plan(self) -> bool:
-        if self.goal is None or self.pending or self.step not in self.frames:
+        if self.goal is None or self.step not in self.frames:
             return False
         if self.plan is None or not len(self.queue):
             return True
@@ -163,7 +207,7 @@ class MPC:
 
     # --- planning ---------------------------------------------------------------------------
     def request(self) -> PlanRequest:
-        """Snapshot for a plan from the current step; marks a plan as pending."""
+        """Snapshot for a plan from the current step."""
         fs, step = self.frameskip, self.step
         frame_steps = [step]
         while len(frame_steps) <= self.history and self._has_block_before(frame_steps[0]):
@@ -176,9 +220,8 @@ class MPC:
             if self.deadline is None or self.deadline <= step:
                 self.deadline = step + horizon * fs
             horizon = min(horizon, math.ceil((self.deadline - step) / fs))
-        self.pending = True
         return PlanRequest(step, self.episode, frames, blocks, self.goal, self._warm_start(step, horizon), horizon,
-                           self.cem, self.config)
+                           self.cem, self.config, self.actuation)
 
     def _has_block_before(self, step: int) -> bool:
         return step - self.frameskip in self.frames and all(s in self.actions
@@ -196,7 +239,11 @@ class MPC:
 
     @torch.inference_mode()
     def solve(self, request: PlanRequest) -> Plan:
-        """The plan for ``request``; reads no mutable MPC state, so it can run beside ``observe``/``act``."""
+        """The plan for ``request``, from the request alone: it can run beside ``observe``/``act``/``configure``.
+
+        The search's noise is a function of (``cem.seed``, the request's step), so a plan does not depend on how
+        many plans or parameter updates came before it.
+        """
         started = time.perf_counter()
         device, T = self.device, self.history
         emb = self.model.encode(torch.as_tensor(request.frames, device=device))  # (n, D)
@@ -207,7 +254,8 @@ class MPC:
         cost = LatentCost(self.model, observed, past, request.goal, request.config.intermediate_weight,
                           request.config.objective)
         warm = None if request.warm_start is None else torch.as_tensor(request.warm_start, device=device)  # (H, K)
-        mean, final_cost = request.cem.plan(cost, warm, request.horizon)  # (H, K), ()
+        seed = request.cem.config.seed * 1_000_003 + request.step
+        mean, final_cost = request.cem.plan(cost, warm, request.horizon, seed=seed)  # (H, K), ()
         arrival = cost.arrival(mean)  # ()
         surprise = None
         if n >= 2:  # how wrong the model was about the frame the last executed block led to
@@ -216,15 +264,15 @@ class MPC:
             surprise = float((predicted - emb[-1]).square().sum())
         blocks_out = mean.cpu().numpy()  # (H, K)
         raw = self.checkpoint.denormalise(blocks_out.reshape(-1, self.action_dim))  # (H*fs, A)
-        return Plan(request.step, request.episode, blocks_out, np.clip(raw, self.low, self.high).astype(np.float32),
-                    int(arrival), float(final_cost), surprise, time.perf_counter() - started)
+        actions = np.clip(raw, *request.actuation.model_limits).astype(np.float32)  # (H*fs, A)
+        return Plan(request.step, request.episode, blocks_out, actions, int(arrival), float(final_cost), surprise,
+                    time.perf_counter() - started)
 
     def install(self, plan: Plan) -> bool:
         """Adopt ``plan`` minus the steps executed since its request; False (and nothing to execute) when it
-        is not finite. A plan from before a reset is dropped."""
+        is not finite or was made before a reset."""
         if plan.episode != self.episode:
             return False
-        self.pending = False
         if not plan.finite:
             self.plan, self.queue = None, self.queue[:0]
             return False
@@ -236,11 +284,10 @@ class MPC:
         size, K, D = self.model.cfg.image_size, self.frameskip * self.action_dim, self.model.cfg.embed_dim
         self.solve(PlanRequest(0, self.episode, np.zeros((self.history, size, size, 3), np.uint8),
                                np.zeros((self.history - 1, K), np.float32), torch.zeros(D, device=self.device),
-                               None, self.cem.config.horizon, self.cem, self.config))
+                               None, self.cem.config.horizon, self.cem, self.config, self.actuation))
 
     def replan(self) -> Plan:
         """Plan from the current step now (single-threaded use: tests, benchmarks, offline evaluation)."""
         plan = self.solve(self.request())
         self.install(plan)
         return plan
-

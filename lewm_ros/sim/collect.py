@@ -30,12 +30,12 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from lewm_ros.data.actions import TWIST_FIELDS
 from lewm_ros.data.bags import STORAGES, BagWriter
+from lewm_ros.data.commands import COMMAND_TYPES, build_command, float_array, header
 from lewm_ros.data.images import rgb_to_image_fields
-from lewm_ros.sim.commands import COMMAND_TYPES
 from lewm_ros.sim.policies import POLICIES, make_policy
 from lewm_ros.sim.registry import WORLDS, make_world, world_class
+from lewm_ros.sim.topics import COMMAND_QOS, SIM_TOPICS
 from lewm_ros.sim.world import World
 
 START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z: fixed, so reruns write identical bags
@@ -72,39 +72,9 @@ def episode_name(index: int) -> str:
     return f'episode_{index:06d}'
 
 
-def _float_array(writer: BagWriter, values):
-    layout = writer.message('std_msgs/msg/MultiArrayLayout', dim=[], data_offset=0)
-    return writer.message('std_msgs/msg/Float64MultiArray', layout=layout,
-                          data=np.asarray(values, dtype=np.float64))
-
-
 def _image(writer: BagWriter, rgb: np.ndarray, stamp_ns: int):
-    return writer.message('sensor_msgs/msg/Image', header=writer.header(stamp_ns, 'camera'),
+    return writer.message('sensor_msgs/msg/Image', header=header(writer.message, stamp_ns, 'camera'),
                           **rgb_to_image_fields(rgb))
-
-
-def command_message(writer: BagWriter, command_type: str, action: np.ndarray, names: tuple[str, ...],
-                    stamp_ns: int, period_ns: int):
-    """A rosbags command message that ``commands.command_spec`` reads back as ``action``."""
-    action = np.asarray(action, dtype=np.float64)
-    if command_type == 'float64_multi_array':
-        return _float_array(writer, action)
-    if command_type == 'joint_trajectory':
-        empty = np.zeros(0)
-        duration = writer.message('builtin_interfaces/msg/Duration', sec=period_ns // 10**9,
-                                  nanosec=period_ns % 10**9)
-        point = writer.message('trajectory_msgs/msg/JointTrajectoryPoint', positions=empty, velocities=action,
-                               accelerations=empty, effort=empty, time_from_start=duration)
-        return writer.message('trajectory_msgs/msg/JointTrajectory', header=writer.header(stamp_ns),
-                              joint_names=list(names), points=[point])
-    values = dict(zip(TWIST_FIELDS, action, strict=False))
-    vectors = {part: writer.message('geometry_msgs/msg/Vector3',
-                                    **{axis: float(values.get(f'{part}.{axis}', 0.0)) for axis in 'xyz'})
-               for part in ('linear', 'angular')}
-    twist = writer.message('geometry_msgs/msg/Twist', **vectors)
-    if command_type == 'twist':
-        return twist
-    return writer.message('geometry_msgs/msg/TwistStamped', header=writer.header(stamp_ns), twist=twist)
 
 
 def record_episode(world: World, settings: CollectSettings, index: int, path: Path) -> None:
@@ -115,21 +85,25 @@ def record_episode(world: World, settings: CollectSettings, index: int, path: Pa
     period_ns = round(world.control_period * 1e9)
     names = world.action_space.names
     with BagWriter(path, storage=settings.storage) as writer:
+        for topic, (msgtype, qos) in SIM_TOPICS.items():
+            if topic != 'joint_states' or world.joint_state() is not None:
+                writer.add_topic(topic, msgtype, [qos])
+        writer.add_topic('command', COMMAND_TYPES[settings.command_type], [COMMAND_QOS])
         writer.write('/goal_image', _image(writer, world.goal_image(settings.image_size), START_NS), START_NS)
         for step in range(settings.steps + 1):
             stamp = START_NS + step * period_ns
             writer.write('/image', _image(writer, world.render(settings.image_size), stamp), stamp)
-            writer.write('/state', _float_array(writer, world.get_state()), stamp)
+            writer.write('/state', float_array(writer.message, world.get_state()), stamp)
             writer.write('/success', writer.message('std_msgs/msg/Bool', data=world.success()), stamp)
             joints = world.joint_state()
             if joints is not None:
                 writer.write('/joint_states', writer.message(
-                    'sensor_msgs/msg/JointState', header=writer.header(stamp), name=list(joints.names),
+                    'sensor_msgs/msg/JointState', header=header(writer.message, stamp), name=list(joints.names),
                     position=joints.position, velocity=joints.velocity, effort=np.zeros(0)), stamp)
             if step < settings.steps:
                 action = policy.act()
-                writer.write('/command', command_message(writer, settings.command_type, action, names,
-                                                         stamp, period_ns), stamp)
+                writer.write('/command', build_command(writer.message, settings.command_type, action, stamp, names,
+                                                       duration_s=world.control_period), stamp)
                 world.step(action)
 
 

@@ -28,7 +28,7 @@ from lewm_ros.data.bags import BagReader
 from lewm_ros.data.ingest import find_bags
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.planning.cem import OBJECTIVES, CEMConfig
-from lewm_ros.planning.mpc import MODES, MPC, MPCConfig
+from lewm_ros.planning.mpc import MODES, MPC, Actuation, MPCConfig
 from lewm_ros.sim import make_world
 from lewm_ros.sim.policies import RandomPolicy
 from lewm_ros.sim.two_room import room_of
@@ -218,7 +218,7 @@ def run(argv=None) -> dict:
     world = make_world(args.world, args.task, image_size=ckpt.config.image_size, **goal_span)
     cem = CEMConfig(**{item.name: getattr(args, item.name) for item in fields(CEMConfig)})
     mpc_config = MPCConfig(**{item.name: getattr(args, item.name) for item in fields(MPCConfig)})
-    mpc = MPC(ckpt, world.action_space.low, world.action_space.high, cem, mpc_config)
+    mpc = MPC(ckpt, Actuation(world.action_space.low, world.action_space.high), cem, mpc_config)
     mpc.warm_up()
 
     episodes = [(str(bag), episode_states(bag)) for bag in find_bags(args.pairs)] if args.pairs else None

@@ -1,9 +1,17 @@
 """The one-command demo: sim_node and planner_node as separate processes over real DDS, reaching goals.
 
-    python training/demo.py [--checkpoint PATH] [--episodes 8] [--max-steps 60] [--out out/demo]
+    lewm-demo [--checkpoint PATH] [--episodes 8] [--max-steps 60] [--timing lock_step|real_time|both] [--out DIR]
 
-The simulated arm runs in lock step (one world step per command), so an episode is the planner's commands
-and nothing else. Per episode: the planner is disabled (``enabled: false``), the sim's ``reset`` service
+Both nodes run with the installed config/sim.yaml and config/planner.yaml, the files ``ros2 launch lewm_ros
+planner.launch.py use_sim:=true`` uses. Two timings:
+
+- ``lock_step``: the simulated arm steps once per command and the planner answers each frame with one command
+  after the plan it needs, so an episode is the planner's commands and nothing else, and the result does not
+  depend on how fast this machine plans;
+- ``real_time``: the arm steps at 10 Hz whatever happens, as a robot would; while a plan is being computed the
+  planner holds, and those steps count against the budget (a slow machine scores lower).
+
+Per episode: the planner is disabled (``enabled: false``), the sim's ``reset`` service
 starts the next seed and latches its goal image, the planner is enabled and drives the arm until the sim
 reports success or ``max_steps`` commands have gone out. Prints the success rate and plan-time percentiles;
 writes ``episode.gif`` (camera | goal, first episode), ``cost_distance.png`` (latent cost of each plan and
@@ -27,6 +35,7 @@ import imageio.v3 as iio
 import matplotlib
 import numpy as np
 import rclpy
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -37,16 +46,14 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from lewm_ros.data.images import image_to_rgb
-from lewm_ros.sim import make_world
+from lewm_ros.nodes.sim_node import SimConfig
+from lewm_ros.paths import DEFAULT_CHECKPOINT, share_path
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # after choosing the headless backend
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = ROOT / 'lewm_ros' / 'checkpoints' / 'arm_reach_small.safetensors'
-PLANNER_CONFIG = ROOT / 'config' / 'planner.yaml'
 NAMESPACE = 'demo'
-GOAL_SPAN = 1.5  # rad per joint: goals within one plan's reach (25 steps at the 1.5 rad/s limit is 3.75 rad)
+TIMINGS = ('lock_step', 'real_time')
 
 
 @dataclass
@@ -166,16 +173,26 @@ class Monitor:
         self.node.destroy_node()
 
 
-def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict, goal_span: float) -> dict:
-    common = [sys.executable, '-m']
-    overrides = [part for name, value in {'checkpoint': checkpoint, **planner_parameters}.items()
-                 for part in ('-p', f'{name}:={value}')]
+def sim_config() -> SimConfig:
+    """The installed config/sim.yaml, the simulated arm's settings shared with the launch file."""
+    with open(share_path('config/sim.yaml')) as f:
+        parameters = yaml.safe_load(f)['/**/sim_node']['ros__parameters']
+    return SimConfig(**parameters)
+
+
+def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict, lock_step: bool) -> dict:
+    """sim_node and planner_node with the installed parameter files; the demo itself resets episodes."""
+    def overrides(values: dict) -> list[str]:
+        return [part for name, value in values.items() for part in ('-p', f'{name}:={value}')]
+
+    timing = {'lock_step': str(lock_step).lower()}
+    ros_args = ['--ros-args', '-r', f'__ns:=/{NAMESPACE}', '--params-file']
     commands = {
-        'sim_node': [*common, 'lewm_ros.nodes.sim_node', '--ros-args', '-r', f'__ns:=/{NAMESPACE}',
-                     '-p', 'world:=arm', '-p', 'task:=reach', '-p', 'lock_step:=true', '-p', f'seed:={seed}',
-                     '-p', f'goal_span:={float(goal_span)}'],
-        'planner_node': [*common, 'lewm_ros.nodes.planner_node', '--ros-args', '-r', f'__ns:=/{NAMESPACE}',
-                         '--params-file', str(PLANNER_CONFIG), *overrides],
+        'sim_node': [sys.executable, '-m', 'lewm_ros.nodes.sim_node', *ros_args, str(share_path('config/sim.yaml')),
+                     *overrides({**timing, 'seed': seed, 'reset_on_success': 'false', 'episode_steps': 0})],
+        'planner_node': [sys.executable, '-m', 'lewm_ros.nodes.planner_node', *ros_args,
+                         str(share_path('config/planner.yaml')),
+                         *overrides({**timing, 'checkpoint': checkpoint, **planner_parameters})],
     }
     log_dir.mkdir(parents=True, exist_ok=True)
     return {name: subprocess.Popen(command, stdout=open(log_dir / f'{name}.log', 'w'), stderr=subprocess.STDOUT)
@@ -196,14 +213,14 @@ def stop_nodes(processes: dict) -> None:
 
 def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, episodes: int = 8, max_steps: int = 60, seed: int = 0,
              out_dir: Path | None = Path('out/demo'), planner_parameters: dict | None = None,
-             log_dir: Path | None = None, goal_span: float = GOAL_SPAN) -> DemoResult:
+             log_dir: Path | None = None, lock_step: bool = True) -> DemoResult:
     """Run the episodes (seeds ``seed + 1 ...``) and, when ``out_dir`` is set, write the GIF and the plot.
 
-    goal_span: goals within this many radians of the start per joint (sim_node ``goal_span``; 0 = anywhere).
+    lock_step: both nodes in lock step (results independent of plan time), else both in real time.
     """
     log_dir = log_dir or out_dir or Path('log/demo')
-    processes = start_nodes(Path(checkpoint).resolve(), seed, log_dir, planner_parameters or {}, goal_span)
-    world = make_world('arm', 'reach', **({'goal_span': goal_span} if goal_span else {}))  # the sim's, replayed
+    processes = start_nodes(Path(checkpoint).resolve(), seed, log_dir, planner_parameters or {}, lock_step)
+    world = sim_config().make_world()  # the sim's, replayed here for its goal states
     results = []
     rclpy.init()
     monitor = None
@@ -267,13 +284,13 @@ def write_outputs(result: DemoResult, out_dir: Path, threshold: float) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument('--episodes', type=int, default=8)
     parser.add_argument('--max-steps', type=int, default=60)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--goal-span', type=float, default=GOAL_SPAN,
-                        help='goals within this many radians of the start per joint (0 = anywhere)')
+    parser.add_argument('--timing', choices=[*TIMINGS, 'both'], default='both',
+                        help='lock_step (independent of plan time), real_time (as a robot), or both in turn')
     parser.add_argument('--out', type=Path, default=Path('out/demo'))
     parser.add_argument('-p', '--planner-param', action='append', default=[], metavar='NAME:=VALUE',
                         help='planner_node parameter override, e.g. -p cem.samples:=300 -p mpc.mode:=receding')
@@ -283,14 +300,21 @@ def main(argv=None) -> None:
     # An isolated local ROS graph and headless rendering, unless the caller chose otherwise.
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
-    os.environ.setdefault('ROS_LOG_DIR', str(ROOT / 'log' / 'demo'))
+    os.environ.setdefault('ROS_LOG_DIR', str(Path('log/demo').resolve()))
     os.environ.setdefault('MUJOCO_GL', 'egl')
     overrides = dict(item.split(':=', 1) for item in args.planner_param)
-    started = time.monotonic()
-    result = run_demo(args.checkpoint, args.episodes, args.max_steps, args.seed, args.out, overrides,
-                      goal_span=args.goal_span)
-    print(result.summary())
-    print(f'wrote {args.out}/episode.gif and {args.out}/cost_distance.png in {time.monotonic() - started:.0f} s')
+    summaries = {}
+    for timing in TIMINGS if args.timing == 'both' else (args.timing,):
+        started = time.monotonic()
+        print(f'--- {timing}', flush=True)
+        out = args.out / timing
+        result = run_demo(args.checkpoint, args.episodes, args.max_steps, args.seed, out, overrides,
+                          lock_step=timing == 'lock_step')
+        summaries[timing] = result.summary()
+        print(f'{timing}: {summaries[timing]}')
+        print(f'wrote {out}/episode.gif and {out}/cost_distance.png in {time.monotonic() - started:.0f} s')
+    if len(summaries) > 1:
+        print('\n'.join(f'{timing:10s} {summary}' for timing, summary in summaries.items()))
 
 
 if __name__ == '__main__':
