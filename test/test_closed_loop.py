@@ -1,23 +1,28 @@
-"""sim_node + planner_node as separate processes over real DDS, driven by the demo's code (training/demo.py)."""
+"""sim_node + planner_node as separate processes over real DDS, driven by the demo's code (lewm_ros.training.demo)."""
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
 pytest.importorskip('rclpy')
-from lewm_ros.model.checkpoint import save_checkpoint
+from lewm_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
-from lewm_ros.training.demo import DEFAULT_CHECKPOINT, run_demo
+from lewm_ros.nodes.planner_node import PlannerConfig
+from lewm_ros.paths import DEFAULT_CHECKPOINT, share_path
+from lewm_ros.planning import MPC, CEMConfig, MPCConfig
+from lewm_ros.training.demo import run_demo, sim_config
 
 pytestmark = pytest.mark.ros
 
 
-def test_demo_plumbing_with_an_untrained_model(tmp_path):
-    """Reset, goal, enable/disable, lock-step stepping, plan reports and the outputs, in two short episodes."""
+def test_demo_plumbing_with_an_untrained_model_in_real_time(tmp_path):
+    """Reset, goal, enable/disable, real-time stepping, plan reports and the outputs, in two short episodes."""
     torch.manual_seed(0)
     checkpoint = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(preset('small')), [0, 0], [1, 1])
     # 20 steps (2 s at 10 Hz): room for a first plan that a loaded machine slows down (it holds until then)
-    result = run_demo(checkpoint, episodes=2, max_steps=20, out_dir=tmp_path / 'demo',
+    result = run_demo(checkpoint, episodes=2, max_steps=20, out_dir=tmp_path / 'demo', lock_step=False,
                       planner_parameters={'mpc.mode': 'receding', 'mpc.execute_steps': 3})
     assert [episode.seed for episode in result.episodes] == [1, 2]
     assert all(len(episode.distances) == episode.steps and (episode.success or episode.steps == 20)
@@ -29,9 +34,40 @@ def test_demo_plumbing_with_an_untrained_model(tmp_path):
     assert 'Traceback' not in logs, logs
 
 
+def offline_episode(seed: int, steps: int) -> list[float]:
+    """The demo's episode without ROS and without time: the same configs, checkpoint, world and MPC, one plan
+    whenever the MPC asks, one world step per action."""
+    with open(share_path('config/planner.yaml')) as f:
+        values = yaml.safe_load(f)['/**/planner_node']['ros__parameters']
+    cem, mpc_config = CEMConfig(**values.pop('cem')), MPCConfig(**values.pop('mpc'))
+    config = PlannerConfig(**values)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)  # as the node: float reductions depend on the thread count
+    try:
+        mpc = MPC(load_checkpoint(DEFAULT_CHECKPOINT), config.actuation(), cem, mpc_config)
+        world = sim_config().make_world()
+        world.reset(seed=seed)
+        mpc.set_goal(world.goal_image())
+        distances = []
+        while len(distances) < steps and not world.success():
+            mpc.observe(world.render())
+            if mpc.needs_plan:
+                mpc.replan()
+            world.step(mpc.act())
+            distances.append(world.distance())
+        return distances
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_lock_step_over_dds_is_the_offline_loop_step_for_step(tmp_path):
+    """In lock step the nodes' trajectory is the timing-free loop's, bit for bit: it cannot depend on plan time."""
+    result = run_demo(DEFAULT_CHECKPOINT, episodes=2, max_steps=30, out_dir=None, log_dir=tmp_path, lock_step=True)
+    for episode in result.episodes:
+        np.testing.assert_array_equal(episode.distances, offline_episode(episode.seed, 30))
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(),
-                    reason=f'the shipped checkpoint {DEFAULT_CHECKPOINT.name} has not been trained and committed yet')
 def test_shipped_checkpoint_reaches_arm_goals(tmp_path):
     result = run_demo(DEFAULT_CHECKPOINT, episodes=10, max_steps=60, out_dir=None, log_dir=tmp_path)
     print(result.summary())

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from lewm_ros.data.actions import action_from_message
-from lewm_ros.data.bags import BagReader
+from lewm_ros.data.bags import LATCHED, BagReader
+from lewm_ros.data.commands import command_spec
 from lewm_ros.data.images import image_to_rgb
 from lewm_ros.sim import make_world
 from lewm_ros.sim.collect import CollectSettings, collect, main
-from lewm_ros.data.commands import command_spec
+from lewm_ros.sim.topics import SIM_TOPICS
 
 STEPS = 12
 
@@ -33,6 +34,9 @@ def assert_replays(bag, settings):
     topics, stamps = read_bag(bag, settings.command_type, world.action_space.names)
     assert len(topics['/image']) == STEPS + 1 and len(topics['/command']) == STEPS
     assert len(topics['/goal_image']) == 1
+    with BagReader(bag) as reader:  # sim_node's QoS: the goal replays latched
+        assert reader.offered_qos('/goal_image') == [LATCHED]
+        assert reader.offered_qos('/image') == [SIM_TOPICS['image'][1]]
     periods = np.diff(stamps['/image'])
     assert (periods == round(world.control_period * 1e9)).all()
     assert stamps['/command'] == stamps['/image'][:-1]  # a command shares its frame's stamp

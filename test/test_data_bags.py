@@ -7,7 +7,7 @@ import pytest
 import yaml
 from rosbags.typesys import Stores
 
-from lewm_ros.data.bags import BagReader, BagWriter, typestore_for
+from lewm_ros.data.bags import LATCHED, BagReader, BagWriter, TopicQos, typestore_for
 from lewm_ros.data.images import image_to_rgb, rgb_to_image_fields
 
 DISTROS = [store.value.removeprefix('ros2_') for store in Stores if store.value.startswith('ros2_')]
@@ -56,3 +56,26 @@ def test_writer_refuses_unknown_types_and_storages(tmp_path):
         BagWriter(tmp_path / 'a', 'rosbag1')
     with BagWriter(tmp_path / 'b') as writer, pytest.raises(ValueError, match='unknown to the rosbags typestore'):
         writer.add_topic('x', 'my_msgs/msg/Custom')
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_offered_qos_profiles_round_trip_as_rosbag2_writes_them(tmp_path, storage):
+    with BagWriter(tmp_path / 'bag', storage) as writer:
+        writer.add_topic('goal_image', 'sensor_msgs/msg/Image', [LATCHED])
+        writer.add_topic('image', 'sensor_msgs/msg/Image', [TopicQos(reliable=False, depth=0)])
+        writer.write('/cmd_vel', writer.message('geometry_msgs/msg/Twist', linear=vector3(writer),
+                                                angular=vector3(writer)), 1)
+    metadata = yaml.safe_load((tmp_path / 'bag' / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    profiles = {topic['topic_metadata']['name']: yaml.safe_load(topic['topic_metadata']['offered_qos_profiles'])
+                for topic in metadata['topics_with_message_count']}
+    (goal,) = profiles['/goal_image']  # rosbag2's numbering: durability 1 transient local, reliability 1 reliable
+    assert (goal['durability'], goal['reliability'], goal['history'], goal['depth']) == (1, 1, 1, 1)
+    assert goal['deadline'] == {'sec': 9223372036, 'nsec': 854775807}  # infinite, as rmw writes it
+    with BagReader(tmp_path / 'bag') as reader:
+        assert reader.offered_qos('/goal_image') == [LATCHED]
+        assert reader.offered_qos('/image') == [TopicQos(reliable=False, depth=0)]
+        assert reader.offered_qos('/cmd_vel') == [TopicQos()]  # written without a profile: reliable, volatile
+
+
+def vector3(writer):
+    return writer.message('geometry_msgs/msg/Vector3', x=0.0, y=0.0, z=0.0)

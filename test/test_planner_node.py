@@ -22,13 +22,13 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from lewm_ros.data.actions import action_from_message  # noqa: E402
+from lewm_ros.data.commands import command_spec  # noqa: E402
 from lewm_ros.data.images import resize_rgb  # noqa: E402
 from lewm_ros.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from lewm_ros.model.config import EncoderConfig, ModelConfig, PredictorConfig  # noqa: E402
 from lewm_ros.model.world_model import WorldModel  # noqa: E402
 from lewm_ros.nodes.conversions import command_msg, rgb_to_image_msg  # noqa: E402
 from lewm_ros.nodes.planner_node import PlannerNode  # noqa: E402
-from lewm_ros.data.commands import command_spec  # noqa: E402
 
 pytestmark = pytest.mark.ros
 WATCHDOG = 0.5  # the stall test's; the others use 3 s: in-process executors here can leave frames late by
@@ -283,3 +283,98 @@ def test_command_messages_read_back_as_the_commanded_action(command_type):
     np.testing.assert_array_equal(action_from_message(msg, spec), [0.5, -1.25])
     positions = command_msg('joint_trajectory', [0.5, -1.25], 0, joints, positions=True)
     assert list(positions.points[0].positions) == [0.5, -1.25] and not positions.points[0].velocities
+
+
+def test_a_goal_from_a_plain_or_a_latched_publisher_starts_one_episode(ros, checkpoint):
+    harness = Harness('goal_qos', checkpoint)
+    plain = harness.probe.create_publisher(Image, 'goal_image', 10)  # what `ros2 topic pub` offers: volatile
+    try:
+        def goals_logged() -> int:
+            return sum(msg.msg == 'new goal' for _, msg in list(harness.logs))
+
+        # the volatile publisher matches the volatile subscription only; the latched one matches both
+        harness.wait_for(lambda: plain.get_subscription_count() == 1 and harness.goal.get_subscription_count() == 2,
+                         'the goal subscriptions to match')
+        for _ in range(5):  # republished, as `ros2 topic pub` does at 1 Hz: one goal, one episode
+            plain.publish(image(frame(500)))
+            time.sleep(0.05)
+        harness.wait_for(lambda: goals_logged() == 1, 'the plain goal')
+        harness.goal.publish(image(frame(501)))  # latched and reliable: heard by both subscriptions
+        harness.wait_for(lambda: goals_logged() == 2, 'the latched goal')
+        harness.stream(1.0, lambda k: image(frame(k)), until=lambda: harness.plans() > 0, what='a plan')
+        time.sleep(0.3)
+        assert goals_logged() == 2  # duplicates from the second subscription are dropped
+    finally:
+        harness.close()
+
+
+def test_parameters_describe_their_meaning_and_range_and_rejections_read_plainly(ros, checkpoint):
+    node = PlannerNode(parameter_overrides=[Parameter('checkpoint', value=str(checkpoint)),
+                                            Parameter('device', value='cpu')])
+    try:
+        samples, mode, scale = node.describe_parameters(['cem.samples', 'mpc.mode', 'action_scale'])
+        assert 'candidate' in samples.description and '[live]' in samples.description
+        assert (samples.integer_range[0].from_value, samples.integer_range[0].to_value) == (2, 100_000)
+        assert 'one of: paper, receding, shrinking' in mode.description
+        assert scale.floating_point_range[0].from_value > 0
+        (device,) = node.describe_parameters(['device'])
+        assert 'applied at start-up' in device.description
+        result = node.set_parameters([Parameter('action_low', value=[5.0, 5.0])])[0]
+        assert not result.successful and '[5.0, 5.0]' in result.reason and 'array' not in result.reason
+        result = node.set_parameters([Parameter('cem.samples', value=1)])[0]
+        assert not result.successful  # below the declared range
+    finally:
+        node.stop()
+        node.destroy_node()
+
+
+def test_lifecycle_configure_activate_deactivate_cleanup_over_its_services(ros, checkpoint):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    harness = Harness('lifecycle', checkpoint, autostart=False)
+    client = harness.probe.create_client(ChangeState, '/lifecycle/planner_node/change_state')
+    try:
+        assert harness.node.mpc is None and not harness.camera.get_subscription_count()  # unconfigured: nothing
+
+        def change(transition: int) -> None:
+            future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+            harness.wait_for(future.done, f'transition {transition}')
+            assert future.result().success, transition
+
+        harness.wait_for(client.service_is_ready, 'the lifecycle services')
+        change(Transition.TRANSITION_CONFIGURE)
+        assert harness.node.mpc is not None  # the checkpoint is loaded and warmed up
+        harness.wait_for(lambda: harness.camera.get_subscription_count(), 'the camera subscription')
+        harness.goal.publish(image(frame(999)))
+        harness.stream(1.0, lambda k: image(frame(k)))
+        assert not harness.commands  # inactive: no command, even with a goal and frames
+
+        change(Transition.TRANSITION_ACTIVATE)
+        harness.stream(1.0, lambda k: image(frame(k)), until=harness.moved, what='commands once active')
+
+        change(Transition.TRANSITION_DEACTIVATE)
+        harness.wait_for(lambda: np.array_equal(harness.commands[-1][1].data, [0.0, 0.0]), 'the hold command')
+        sent = len(harness.commands)
+        harness.stream(1.0, lambda k: image(frame(k)))
+        assert len(harness.commands) == sent  # inactive again: silent
+
+        change(Transition.TRANSITION_CLEANUP)
+        assert harness.node.mpc is None and harness.node.checkpoint is None  # the model is released
+        change(Transition.TRANSITION_CONFIGURE)  # and can be loaded again
+        assert harness.node.mpc is not None
+    finally:
+        harness.close()
+
+
+@pytest.mark.parametrize('parameter, reason', [('device:=cuda', 'torch sees no CUDA device'),
+                                               ('checkpoint:=/no/such.safetensors', 'no such file')])
+def test_a_node_that_cannot_start_says_why_in_one_fatal_line_and_exits_1(parameter, reason):
+    if 'cuda' in parameter and torch.cuda.is_available():
+        pytest.skip('CUDA is available here')
+    result = subprocess.run([sys.executable, '-m', 'lewm_ros.nodes.planner_node', '--ros-args', '-p', parameter],
+                            capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and 'Traceback' not in output, output
+    fatal = [line for line in output.splitlines() if 'FATAL' in line]
+    assert len(fatal) == 1 and reason in fatal[0], output

@@ -13,6 +13,7 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
@@ -68,7 +69,8 @@ def test_live_publisher_to_recorder_to_bag_to_cache(tmp_path):
             tmp_path, topics=['image', 'command'], types=['sensor_msgs/msg/Image', 'std_msgs/msg/Float64MultiArray'],
             reliability='reliable'))
         talker = rclpy.create_node('talker')
-        images = talker.create_publisher(Image, 'image', 50)
+        latched = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        images = talker.create_publisher(Image, 'image', latched)
         commands = talker.create_publisher(Float64MultiArray, 'command', 50)
         control = talker.create_publisher(Bool, 'record', 10)
         spinning = Spinning(recorder, talker)
@@ -92,6 +94,9 @@ def test_live_publisher_to_recorder_to_bag_to_cache(tmp_path):
     bag = recorder.last_bag
     with BagReader(bag) as reader:
         assert reader.topics == {'/image': 'sensor_msgs/msg/Image', '/command': 'std_msgs/msg/Float64MultiArray'}
+        # the QoS the publishers offered, as ros2 bag record writes it: the latched topic replays latched
+        assert [qos.latched for qos in reader.offered_qos('/image')] == [True]
+        assert [(qos.latched, qos.reliable) for qos in reader.offered_qos('/command')] == [(False, True)]
         received = [image_to_rgb(message.msg) for message in reader.messages(['/image'])]
     assert len(received) == 30  # reliable QoS over localhost loses nothing
     for k, pixels in enumerate(received):

@@ -193,7 +193,8 @@ class PlannerNode(LifecycleNode):
                 else None
         except (CheckpointError, ValueError, OSError) as err:
             self.startup_error = f'cannot configure: {err}'
-            (self.get_logger().fatal if config.autostart else self.get_logger().error)(self.startup_error)
+            if not config.autostart:  # else the process reports it once as it exits (spinning.run_node)
+                self.get_logger().error(self.startup_error)
             return TransitionCallbackReturn.FAILURE
         if config.threads:
             torch.set_num_threads(config.threads)

@@ -87,7 +87,6 @@ class RecorderNode(Node):
         self._episode_number = 0
         self._message_count = 0
         self._types: dict[str, str] = {}  # resolved topic -> type, once known and subscribed
-        self._qos_offered: dict[str, list[TopicQos]] = {}  # resolved topic -> its publishers' QoS when subscribed
         types = self.config.types or [None] * len(self.config.topics)
         self._wanted = {self.resolve_topic_name(topic): type_name
                         for topic, type_name in zip(self.config.topics, types, strict=True)}
@@ -127,18 +126,17 @@ class RecorderNode(Node):
                 continue
             self.create_subscription(message_class(type_name), topic,
                                      lambda data, topic=topic: self._on_message(topic, data), self._qos, raw=True)
-            qos = self._offered_qos(topic)
             with self._lock:
-                self._types[topic], self._qos_offered[topic] = type_name, qos
+                self._types[topic] = type_name
                 if self._writer is not None:
-                    self._writer.add_topic(topic, type_name, qos)
+                    self._writer.add_topic(topic, type_name, self._offered_qos(topic))
             self.get_logger().info(f'recording {topic} [{type_name}]')
         if len(self._types) == len(self._wanted) and self._discovery_timer is not None:
             self._discovery_timer.cancel()
 
     def _offered_qos(self, topic: str) -> list[TopicQos]:
-        """What the topic's publishers offer now, as ``ros2 bag record`` writes it (a latched topic then replays
-        latched); reliable and volatile when no publisher is known yet."""
+        """What the topic's publishers offer as the bag opens, as ``ros2 bag record`` writes it (a latched topic then
+        replays latched); reliable and volatile when no publisher is known yet."""
         return [topic_qos(info.qos_profile) for info in self.get_publishers_info_by_topic(topic)] or [TopicQos()]
 
     def _on_message(self, topic: str, data: bytes) -> None:
@@ -183,7 +181,7 @@ class RecorderNode(Node):
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = BagWriter(path, self.config.storage)
             for topic, type_name in self._types.items():
-                writer.add_topic(topic, type_name, self._qos_offered[topic])
+                writer.add_topic(topic, type_name, self._offered_qos(topic))
         except Exception as err:  # filesystem or rosbags: report it, the node keeps running
             self.refusal = f'cannot open bag {path}: {err}'
             self.get_logger().error(self.refusal)
