@@ -59,3 +59,14 @@ def test_a_live_task_change_rebuilds_the_world_with_its_goal_span_and_episodes_r
     finally:
         node.world.close()
         node.destroy_node()
+
+
+@pytest.mark.parametrize('file', ['planner', 'arm_forward_velocity', 'arm_joint_trajectory'])
+def test_the_planner_parameter_files_are_valid_planner_configs(file):
+    from lewm_ros.nodes.planner_node import PlannerConfig
+    from lewm_ros.planning import CEMConfig, MPCConfig
+
+    values = dict(shipped(file))
+    CEMConfig(**values.pop('cem', {})).validate()
+    MPCConfig(**values.pop('mpc', {})).validate()
+    PlannerConfig(**{**values, 'checkpoint': ''}).validate(action_dim=2)

@@ -7,6 +7,7 @@ this code. Ingest and the live nodes must see identical pixels, hence a single r
 
 import io
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -60,19 +61,17 @@ def image_to_rgb(msg) -> np.ndarray:
 
 
 def _compressed_to_rgb(msg) -> np.ndarray:
-    # ROS formats look like 'jpeg', 'png' or 'rgb8; jpeg compressed bgr8': the codec is the last word
-    # that names one, and PIL decodes to RGB whatever the original channel order was.
+    # ROS formats look like 'jpeg', 'png' or 'rgb8; jpeg compressed bgr8': the codec is the last word that names
+    # one, and OpenCV decodes to 3-channel BGR whatever the original layout was (as cv_bridge does); measured
+    # 6% (jpeg) and 22% (png) faster than Pillow at 224 px (README, "Images").
     words = str(msg.format).lower().replace(';', ' ').split()
     if not any(word in _COMPRESSED_FORMATS for word in words):
         raise ImageDecodeError(f'unsupported compressed format {msg.format!r} (supported: jpeg, png)')
-    try:
-        with PILImage.open(io.BytesIO(_as_uint8(msg.data).tobytes())) as image:
-            rgb = np.asarray(image.convert('RGB'))
-    except (OSError, ValueError) as err:
-        raise ImageDecodeError(f'cannot decode {msg.format!r} data: {err}') from err
-    if rgb.size == 0:
-        raise ImageDecodeError('empty compressed image')
-    return rgb
+    data = _as_uint8(msg.data)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None or bgr.size == 0:
+        raise ImageDecodeError(f'cannot decode {msg.format!r} data ({data.size} bytes): not a valid image')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def resize_rgb_batch(images: np.ndarray, size: int) -> np.ndarray:

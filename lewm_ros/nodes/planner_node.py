@@ -146,7 +146,7 @@ class PlannerNode(LifecycleNode):
         self._joint_positions: np.ndarray | None = None
         self._warned: dict[str, float] = {}  # log message -> when it was last logged
         self._state, self._state_since = 'unconfigured', time.monotonic()
-        self._last_plan, self._plans, self._invalid_plan = None, 0, False
+        self._last_plan, self._plans, self._invalid_plan, self._goals = None, 0, False, 0
         self.startup_error = ''
         if self.config.autostart:
             self.trigger_configure()
@@ -173,6 +173,7 @@ class PlannerNode(LifecycleNode):
             if self.mpc is not None:
                 if config.enabled != self.config.enabled:
                     self.mpc.reset()  # what was planned in a dry run never happened: start afresh
+                    self._acted_stamp = None
                 self.mpc.configure(cem, mpc_config, config.actuation())
             self.config = config
         if goal_changed and self.mpc is not None:
@@ -233,7 +234,7 @@ class PlannerNode(LifecycleNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         with self._lock:
             self.mpc.reset()  # what the robot did while inactive is not in the history
-            self._active = True
+            self._active, self._acted_stamp = True, None
         self.get_logger().info('active: commanding')
         return super().on_activate(state)
 
@@ -307,10 +308,12 @@ class PlannerNode(LifecycleNode):
         with self._lock:
             if digest == self._goal_digest or self.mpc is None:
                 return
-            self._goal_digest = digest
+            self._goal_digest, self._goals = digest, self._goals + 1
             self.mpc.set_goal(goal)
             self.mpc.reset()  # a new goal is a new episode
+            self._acted_stamp = None  # the current frame has had no command in this episode
         self.get_logger().info('new goal')
+        self._publish_diagnostics()
 
     def _on_joint_states(self, msg: JointState) -> None:
         names = list(msg.name)
@@ -325,8 +328,9 @@ class PlannerNode(LifecycleNode):
             if not self._active:
                 return
             config, mpc = self.config, self.mpc
-            if mpc.goal is None:
-                state, command = 'waiting for a goal', mpc.actuation.hold(self._joint_positions)
+            if mpc.goal is None:  # (in lock step a hold command would step the world: send none)
+                state = 'waiting for a goal'
+                command = None if config.lock_step else mpc.actuation.hold(self._joint_positions)
             elif config.lock_step:
                 state, command = self._lock_step_tick(now)
             elif now - self._frame_time > config.watchdog_timeout:
@@ -392,12 +396,13 @@ class PlannerNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         with self._lock:
-            state, plan, plans = self._state, self._last_plan, self._plans
+            state, plan, plans, goals = self._state, self._last_plan, self._plans, self._goals
             now = time.monotonic()
             frame_age, state_age = now - self._frame_time, now - self._state_since
         level = (DiagnosticStatus.OK if state in ('running', 'dry run', 'planning (lock step)') else
                  DiagnosticStatus.ERROR if state.startswith('hold') else DiagnosticStatus.WARN)
         values = {'state': state, 'state_for_s': round(state_age, 2), 'device': self.device, 'plans': plans,
+                  'goals': goals,
                   'frame_age_ms': round(frame_age * 1000, 1) if math.isfinite(frame_age) else 'none'}
         if plan is not None:
             values.update(plan_time_ms=round(plan.seconds * 1000, 2), cost=plan.cost, horizon=len(plan.blocks),

@@ -92,6 +92,7 @@ class Monitor:
         self.node = rclpy.create_node('demo_monitor', namespace=NAMESPACE)
         self.lock = threading.Lock()
         self.goal_msgs, self.goal_frame, self.plan_times_ms, self.last_plans = 0, None, [], 0
+        self.planner_goals = 0  # goals the planner has taken, from its diagnostics
         self.start_episode(None, record_frames=False)
         node = self.node
         node.create_subscription(Image, 'image', self._on_image, 100)
@@ -136,6 +137,7 @@ class Monitor:
     def _on_diagnostics(self, msg):
         values = {kv.key: kv.value for kv in msg.status[0].values}
         with self.lock:
+            self.planner_goals = int(values['goals'])
             plans = int(values['plans'])
             if plans > self.last_plans and 'plan_time_ms' in values:
                 self.last_plans = plans
@@ -229,11 +231,13 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, episodes: int = 8, max_steps
         monitor.wait_for(lambda: monitor.reset_client.service_is_ready(), 'the sim reset service')
         monitor.wait_for(lambda: monitor.planner.services_are_ready(), 'the planner parameter services')
         monitor.set_enabled(False)
+        monitor.wait_for(lambda: monitor.planner_goals >= 1, "the planner to take the sim's first goal")
         for index in range(episodes):
+            goals = monitor.planner_goals
             monitor.reset()
             episode = Episode(seed + index + 1)
             world.reset(seed=episode.seed)  # the sim's episode, replayed here for its goal state
-            time.sleep(0.2)  # the planner has the latched goal by now (same transport as ours)
+            monitor.wait_for(lambda goals=goals: monitor.planner_goals > goals, 'the planner to take the new goal')
             monitor.start_episode(episode, record_frames=out_dir is not None and index == 0)
             monitor.set_enabled(True)
             while not episode.success and episode.steps < max_steps:
