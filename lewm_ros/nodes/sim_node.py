@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from lewm_ros.data.actions import ActionError, action_from_message
@@ -33,6 +32,7 @@ from lewm_ros.data.commands import COMMAND_TYPES, command_spec
 from lewm_ros.nodes.conversions import (
     command_class,
     float_array_msg,
+    message_class,
     qos_profile,
     rgb_to_image_msg,
     ros_message,
@@ -96,13 +96,9 @@ class SimNode(Node):
         self.waiting_for_first_command = True
         self.stamp_ns = 0  # simulated time of the current frame
 
-        publishers = {topic: self.create_publisher(Image if msgtype.endswith('Image') else JointState
-                                                   if msgtype.endswith('JointState') else Bool
-                                                   if msgtype.endswith('Bool') else Float64MultiArray,
-                                                   topic, qos_profile(qos))
-                      for topic, (msgtype, qos) in SIM_TOPICS.items()
-                      if topic != 'joint_states' or self.world.joint_state() is not None}
-        self.publishers_by_topic = publishers
+        self.publishers_by_topic = {topic: self.create_publisher(message_class(msgtype), topic, qos_profile(qos))
+                                    for topic, (msgtype, qos) in SIM_TOPICS.items()
+                                    if topic != 'joint_states' or self.world.joint_state() is not None}
         self.create_subscription(command_class(config.command_type), 'command', self._on_command,
                                  qos_profile(COMMAND_QOS))
         self.create_service(Trigger, 'reset', self._on_reset)
@@ -152,13 +148,11 @@ class SimNode(Node):
     def step(self) -> None:
         self.world.step(self.action)
         self.stamp_ns += round(self.world.control_period * 1e9)
+        self.publish_frame()  # the step's own outcome, also when the next episode follows
         config = self.config
         if (config.reset_on_success and self.world.success()) or \
                 (config.episode_steps and self.world.steps >= config.episode_steps):
-            self.publish_frame()  # the step's own outcome first, then the next episode
             self.next_episode()
-        else:
-            self.publish_frame()
 
     def publish_frame(self) -> None:
         publish, stamp = self.publishers_by_topic, self.stamp_ns
