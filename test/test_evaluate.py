@@ -1,6 +1,10 @@
 """lewm-eval: the protocol's pairs, the success rule, the interval, and a run end to end."""
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +18,9 @@ from lewm_ros.sim.collect import CollectSettings, collect
 from lewm_ros.sim.policies import make_policy
 from lewm_ros.training.evaluate import (
     Pair,
+    ReplayPolicy,
     cross_room,
-    episode_states,
+    load_episode,
     run,
     run_episode,
     sample_pairs,
@@ -32,29 +37,16 @@ def heldout(tmp_path_factory):
 
 def test_pairs_take_the_goal_offset_steps_later_in_the_same_episode(heldout):
     world = make_world('two_room')
-    episodes = [(str(bag), episode_states(bag)) for bag in sorted(heldout.glob('episode_*'))]
+    episodes = [load_episode(bag) for bag in sorted(heldout.glob('episode_*'))]
     pairs = sample_pairs(world, episodes, 20, 25, np.random.default_rng(0))
     for pair in pairs:
-        states = dict(episodes)[pair.bag]
-        np.testing.assert_array_equal(pair.start, states[pair.start_step])
-        np.testing.assert_array_equal(pair.goal, states[pair.start_step + 25])
+        episode = next(e for e in episodes if e.bag == pair.bag)
+        np.testing.assert_array_equal(pair.start, episode.states[pair.start_step])
+        np.testing.assert_array_equal(pair.goal, episode.states[pair.start_step + 25])
+        np.testing.assert_array_equal(pair.actions, episode.actions[pair.start_step:])
         assert world.goal_distance(np.array(pair.start), np.array(pair.goal)) > world.success_threshold
     crossing = sample_pairs(world, episodes, 5, 25, np.random.default_rng(0), cross_room)
-    assert all(cross_room(np.array(p.start), np.array(p.goal)) for p in crossing)
-
-
-class Replay:
-    """Replays a fixed action sequence (the expert's own path to the goal)."""
-
-    def __init__(self, actions):
-        self.actions = actions
-
-    def begin(self, world):
-        self.step = 0
-
-    def act(self, world):
-        self.step += 1
-        return self.actions[self.step - 1]
+    assert all(cross_room(world, np.array(p.start), np.array(p.goal)) for p in crossing)
 
 
 def test_success_counts_at_any_step_within_the_budget():
@@ -67,9 +59,9 @@ def test_success_counts_at_any_step_within_the_budget():
     while not world.success():
         actions.append(expert.act())
         world.step(actions[-1])
-    pair = Pair('none', 0, start.tolist(), goal.tolist())
-    assert run_episode(world, pair, len(actions) + 10, Replay(actions + [np.zeros(2)] * 10)) == (True, len(actions))
-    assert run_episode(world, pair, len(actions) - 1, Replay(actions)) == (False, len(actions) - 1)
+    pair = Pair('none', 0, start.tolist(), goal.tolist(), [a.tolist() for a in actions])
+    assert run_episode(world, pair, len(actions) + 10, ReplayPolicy()) == (True, len(actions))
+    assert run_episode(world, pair, len(actions) - 1, ReplayPolicy()) == (False, len(actions) - 1)
 
 
 def test_wilson_interval():
@@ -84,6 +76,7 @@ def test_end_to_end_writes_results(tmp_path, heldout):
     cfg.predictor.depth, cfg.encoder.channels, cfg.encoder.width = 1, (8, 8, 8, 8), 16
     ckpt = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
     results = run(['--checkpoint', str(ckpt), '--world', 'two_room', '--pairs', str(heldout), '--episodes', '3',
+                   '--goal-offset', '8',
                     '--budget', '10', '--samples', '16', '--elites', '4', '--iterations', '2',
                     '--objective', 'closest', '--mode', 'receding', '--execute-steps', '3',
                     '--out', str(tmp_path / 'eval'), '--no-progress'])
@@ -91,5 +84,37 @@ def test_end_to_end_writes_results(tmp_path, heldout):
     assert set(saved['subsets']) == {'standard', 'cross_room'} and (tmp_path / 'eval' / 'results.png').is_file()
     assert saved['mpc'] == {'mode': 'receding', 'execute_steps': 3, 'intermediate_weight': 0.0, 'objective': 'closest'}
     for entry in results['subsets'].values():
-        assert entry['planner']['episodes'] == entry['random']['episodes'] == 3
+        assert entry['planner']['episodes'] == entry['random']['episodes'] == entry['replay']['episodes'] == 3
         assert 0 <= entry['planner']['success_rate'] <= 1
+        # a deterministic world: the recorded actions reach the goal, at the goal offset
+        assert entry['replay']['success_rate'] == 1.0 and max(entry['replay']['steps_to_success']) <= 8
+
+
+def test_push_t_evaluation_smoke(tmp_path):
+    """Push-T end to end on a tiny budget: all pairs and block-moved pairs, floor and replay ceiling, GIF."""
+    bags = tmp_path / 'bags'
+    collect(CollectSettings(world='push_t', task='push', policy='expert', steps=40), 3, bags, progress=False)
+    torch.manual_seed(0)
+    cfg = preset('small')
+    cfg.predictor.depth, cfg.encoder.channels, cfg.encoder.width = 1, (8, 8, 8, 8), 16
+    ckpt = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
+    results = run(['--checkpoint', str(ckpt), '--world', 'push_t', '--pairs', str(bags), '--episodes', '2',
+                   '--budget', '6', '--samples', '8', '--elites', '2', '--iterations', '1', '--gif',
+                   '--out', str(tmp_path / 'eval'), '--no-progress'])
+    assert set(results['subsets']) == {'standard', 'block_moved'}
+    world = make_world('push_t')
+    for pair in results['subsets']['block_moved']['pairs']:
+        assert world.block_moved(pair['start'], pair['goal'])
+    for entry in results['subsets'].values():
+        assert {'planner', 'random', 'replay'} <= set(entry)
+    assert (tmp_path / 'eval' / 'episode_standard.gif').is_file()
+
+    # The side-by-side table of two runs on the same pairs (here the same run under two names).
+    shutil.copytree(tmp_path / 'eval', tmp_path / 'paper')
+    script = Path(__file__).parents[1] / 'training' / 'eval_table.py'
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / 'eval'), str(tmp_path / 'paper'), '--out',
+                          str(tmp_path / 'table.md')], capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith('| ')]
+    labels = [row.split(' | ')[0] for row in rows[1:]]
+    assert labels == ['| planner (eval)', '| planner (paper)', '| random', '| replay']
+    assert 'CEM 8x2x1, H 5' in rows[1] and (tmp_path / 'table.md').read_text().strip() == out.strip()

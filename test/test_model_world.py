@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lewm_ros.model.config import ModelConfig, preset
+from lewm_ros.model.predictor import AdaLNBlock
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.moving_square import moving_square_clips
 
@@ -26,9 +27,29 @@ def randomise_modulation(model: WorldModel):
         torch.nn.init.normal_(block.modulation[1].bias, std=0.2)
 
 
-def test_paper_preset_has_15_to_19m_parameters():
+def test_paper_preset_has_the_official_parameter_count():
     count = sum(p.numel() for p in WorldModel(preset('paper')).parameters())
-    assert 15e6 <= count <= 19e6, count
+    assert count == 18_034_478  # the official LeWM at A = 2
+
+
+def test_official_block_is_the_identity_at_initialisation_and_has_the_official_size():
+    torch.manual_seed(0)
+    official = AdaLNBlock(192, 16, 64, 2048, 0.1, official=True).eval()
+    assert sum(p.numel() for p in official.parameters()) == 1_798_400
+    assert sum(p.numel() for p in AdaLNBlock(192, 16, 64, 2048, 0.1).parameters()) == 1_800_704
+    x, cond = torch.randn(2, 3, 192), torch.randn(2, 3, 192)
+    torch.testing.assert_close(official(x, cond), x)
+    torch.nn.init.normal_(official.modulation[1].weight, std=0.1)
+    assert not torch.allclose(official(x, cond), x)  # the action is learned in through the modulation
+
+
+def test_hf_init_of_the_paper_encoder():
+    torch.manual_seed(0)
+    encoder = WorldModel(preset('paper')).encoder
+    qkv = encoder.blocks[0].attn.qkv
+    assert abs(qkv.weight.std().item() - 0.02) < 1e-3 and qkv.weight.abs().max() <= 2.0
+    assert not qkv.bias.any() and abs(encoder.pos.std().item() - 0.02) < 1e-3 and encoder.cls.abs().sum() > 0
+    assert abs(WorldModel(preset('paper')).predictor.pos.std().item() - 1.0) < 0.1  # official: randn
 
 
 def test_predictor_is_causal():
@@ -98,3 +119,23 @@ def test_small_model_learns_moving_squares_without_collapse():
     with torch.no_grad():
         emb = model.encode(moving_square_clips(rng, 256)['frames'][:, 0])
     assert emb.std(dim=0).min() > 0.1, 'an embedding dimension collapsed'
+
+
+@pytest.mark.parametrize('kind', ['vit', 'cnn'])
+def test_flops_from_the_config_match_pytorchs_counter(kind):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lewm_ros.model.config import EncoderConfig, PredictorConfig
+    from lewm_ros.model.flops import training_step_flops
+
+    encoder = (EncoderConfig(kind='vit', image_size=56, patch_size=14, depth=2, width=64, heads=2, mlp_dim=128)
+               if kind == 'vit' else EncoderConfig(kind='cnn', image_size=32, width=32, channels=(8, 16)))
+    cfg = ModelConfig(encoder=encoder, predictor=PredictorConfig(depth=2, heads=4, head_dim=16, mlp_dim=128),
+                      embed_dim=32, projector_hidden=64)
+    model = WorldModel(cfg)
+    frames = torch.randint(0, 255, (4, cfg.history + 1, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8)
+    clip = {'frames': frames, 'actions': torch.randn(4, cfg.history + 1, cfg.action_block_dim)}
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):  # math: attention counted too
+        model.loss(clip, step=0)['total'].backward()
+    assert training_step_flops(cfg, 4) == pytest.approx(counter.get_total_flops(), rel=0.02)

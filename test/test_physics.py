@@ -7,6 +7,7 @@ from lewm_ros.model.checkpoint import save_checkpoint
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim import make_world
+from lewm_ros.sim.push_t import BLOCK_FILL
 from lewm_ros.training.physics import TELEPORT_MIN_PX, expert_trajectory, render_variant, run
 
 
@@ -38,3 +39,18 @@ def test_report_end_to_end(tmp_path):
     assert all(np.isfinite(t['t']) or np.isnan(t['t']) for t in results['paired_t_tests'].values())
     assert -1 <= results['probe']['pearson_r_mean'] <= 1
     assert (tmp_path / 'physics.json').is_file() and (tmp_path / 'surprise.png').is_file()
+
+
+def test_push_t_perturbs_the_block():
+    world = make_world('push_t')
+    states, actions = expert_trajectory(world, 20, seed=2)
+    rng = np.random.default_rng(0)
+    plain = render_variant(world, states, actions, 'unperturbed', 10, rng)
+    colour = render_variant(world, states, actions, 'colour change', 10, rng)
+    teleport = render_variant(world, states, actions, 'teleport', 10, rng)
+    np.testing.assert_array_equal(colour[:10], plain[:10])
+    np.testing.assert_array_equal(teleport[:10], plain[:10])
+    assert all((colour[t] != plain[t]).any() for t in range(10, 21))
+    block = lambda frame: np.argwhere((frame == BLOCK_FILL).all(axis=-1)).mean(axis=0)  # noqa: E731
+    assert np.linalg.norm(block(teleport[10]) - block(plain[10])) * 512 / 64 > TELEPORT_MIN_PX / 2
+    assert world.block_color == BLOCK_FILL  # the world is left as it was

@@ -1,6 +1,7 @@
 """The trainer end to end: bags -> ingest -> train -> checkpoint, resume after SIGKILL, DDP, NaN stop."""
 
 import csv
+import math
 import os
 import signal
 import socket
@@ -149,3 +150,22 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, bags, monke
     assert good.metadata['step'] == 20
     assert all(torch.isfinite(v).all() for v in good.model.state_dict().values() if v.is_floating_point())
     assert not (out / 'model.safetensors').exists()
+
+
+def test_schedule_follows_the_official_curve_for_an_epoch_count():
+    """10 epochs of a 100-epoch cosine with 1% warm-up, as the official recipe (epoch = 10 steps here)."""
+    from lewm_ros.training.train import Schedule, TrainConfig
+
+    lr = 5e-5
+    schedule = Schedule.of(TrainConfig(epochs=10, schedule_epochs=100, warmup_fraction=0.01, lr=lr, batch_size=128),
+                           train_clips=1280 - 5)
+    assert (schedule.steps, schedule.horizon, schedule.warmup) == (100, 1000, 10)
+    total, warmup = 1000, 10
+    for step in (0, 3, 9, 10, 50, 99):  # the official per-step rule, written out
+        expected = lr * step / warmup if step < warmup else \
+            lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        assert schedule.lr_at(step) == pytest.approx(expected, rel=1e-12)
+    assert schedule.lr_at(99) > 0.97 * lr  # stopped early: the rate stays near its peak
+    plain = Schedule.of(TrainConfig(steps=200, warmup_fraction=0.05, lr=lr), train_clips=10)
+    assert (plain.steps, plain.horizon) == (200, 200) and plain.lr_at(199) < 1e-3 * lr
+    assert Schedule.of(TrainConfig(epochs=10, batch_size=128), train_clips=1280, ranks=2).steps == 50

@@ -5,8 +5,10 @@
 Budgets: the paper's 300 x 30 elites x 30 iterations, 300 x 30 x 10, and the node's default from
 config/planner.yaml. Each plan is a real receding-horizon replan (lewm_ros.planning.MPC: encode the frame
 history, warm start from the previous plan, CEM over the horizon), after one warm-up plan; weights are random,
-which does not change the cost of a plan. Prints p50 / p90 / max in ms. Imports torch, numpy, yaml and
-lewm_ros' ROS-free core only, so it runs on a GPU machine without ROS.
+which does not change the cost of a plan. Prints p50 / p90 / max in ms, and beside them the p50 of the
+official-style loop (lewm_ros.planning.official: the public LeWM planner re-run eagerly on the same model and
+budget, measured in the same run) and the ratio official / ours. Imports torch, numpy, yaml and lewm_ros'
+ROS-free core only, so it runs on a GPU machine without ROS.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lewm_ros.model.checkpoint import Checkpoint
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.planning import MPC, Actuation, CEMConfig, MPCConfig
+from lewm_ros.planning.official import official_plan
 
 NODE_CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'planner.yaml'
 
@@ -51,6 +54,26 @@ def measure(model: WorldModel, cem: CEMConfig, plans: int, max_seconds: float) -
     return np.array(times)
 
 
+def measure_official(model: WorldModel, cem: CEMConfig, plans: int, max_seconds: float) -> np.ndarray:
+    """Seconds per plan of the official-style loop on fresh frames (one warm-up plan first)."""
+    device = next(model.parameters()).device
+    size = model.cfg.image_size
+    rng = np.random.default_rng(0)
+
+    def plan() -> float:
+        frame, goal = (torch.as_tensor(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), device=device)
+                       for _ in range(2))
+        started = time.perf_counter()
+        official_plan(model, frame, goal, cem.samples, cem.elites, cem.iterations, cem.horizon).cpu()
+        return time.perf_counter() - started
+
+    plan()
+    times, started = [], time.perf_counter()
+    while len(times) < plans and (len(times) < 2 or time.perf_counter() - started < max_seconds):
+        times.append(plan())
+    return np.array(times)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--presets', nargs='+', default=['small', 'paper'])
@@ -64,7 +87,8 @@ def main(argv=None) -> None:
     devices = [device for device in args.devices if device != 'cuda' or torch.cuda.is_available()]
     print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads by default'
           + (f', {torch.cuda.get_device_name()}' if 'cuda' in devices else ', no CUDA device'))
-    print(f'{"preset":<7} {"device":<7} {"budget":<22} {"plans":>5} {"p50 ms":>8} {"p90 ms":>8} {"max ms":>8}')
+    print(f'{"preset":<7} {"device":<7} {"budget":<22} {"plans":>5} {"p50 ms":>8} {"p90 ms":>8} {"max ms":>8} '
+          f'{"official p50":>12} {"ratio":>6}')
     for name in args.presets:
         torch.manual_seed(0)
         for device, threads in [(d, t) for d in devices for t in (args.threads if d == 'cpu' else [0])]:
@@ -77,8 +101,9 @@ def main(argv=None) -> None:
                     continue
                 times = 1000 * measure(model, cem, args.plans, args.max_seconds)
                 p50, p90 = np.percentile(times, [50, 90])
-                print(f'{name:<7} {where:<7} {label:<22} {len(times):>5} {p50:>8.1f} {p90:>8.1f} {times.max():>8.1f}',
-                      flush=True)
+                theirs = np.median(1000 * measure_official(model, cem, args.plans, args.max_seconds))
+                print(f'{name:<7} {where:<7} {label:<22} {len(times):>5} {p50:>8.1f} {p90:>8.1f} {times.max():>8.1f} '
+                      f'{theirs:>12.1f} {theirs / p50:>5.1f}x', flush=True)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ from lewm_ros.data.ingest import IngestConfig, ingest
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.collect import CollectSettings, collect
-from lewm_ros.training.train import Batches, TrainConfig, train_step
+from lewm_ros.training.train import Batches, Schedule, TrainConfig, train_step
 
 DENSE_BF16_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'A100': 312.0, 'L4': 121.0}
 
@@ -64,6 +64,7 @@ def main():
     sync = torch.cuda.synchronize if use_cuda else (lambda: None)
     cfg = preset(args.preset)
     tc = TrainConfig(batch_size=args.batch, lr=5e-5, steps=10**9, device=device.type)
+    schedule = Schedule(tc.lr, tc.steps, 1, tc.steps)  # the peak learning rate throughout
     name = torch.cuda.get_device_name() if use_cuda else f'cpu x{torch.get_num_threads()} threads'
     print(f'preset={args.preset} device={name} batch={args.batch} torch={torch.__version__}', flush=True)
 
@@ -79,9 +80,9 @@ def main():
         loads, load_s = timed(lambda i: batches.get(i), args.seconds / 3, sync)
         loader_clips = loads * args.batch / load_s
         fixed = batches.get(10**6)
-        steps, step_s = timed(lambda i: train_step(model, optimiser, fixed, i, tc, amp), args.seconds, sync)
+        steps, step_s = timed(lambda i: train_step(model, optimiser, fixed, i, tc, schedule, amp), args.seconds, sync)
         model_steps = steps / step_s
-        both, both_s = timed(lambda i: train_step(model, optimiser, batches.get(10**7 + i), i, tc, amp),
+        both, both_s = timed(lambda i: train_step(model, optimiser, batches.get(10**7 + i), i, tc, schedule, amp),
                              args.seconds, sync)
         batches.close()
 
@@ -91,7 +92,7 @@ def main():
     print(f'loader headroom        {loader_clips / (model_steps * args.batch):10.2f}x the model\'s appetite')
     if use_cuda:
         with FlopCounterMode(display=False) as counter:
-            train_step(model, optimiser, fixed, 0, tc, amp)
+            train_step(model, optimiser, fixed, 0, tc, schedule, amp)
         flops = counter.get_total_flops()
         peak = args.peak_tflops or next((v for k, v in DENSE_BF16_TFLOPS.items() if k in name), None)
         print(f'FLOPs per step         {flops / 1e12:10.3f} TFLOP')

@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
 from .world_model import WorldModel
@@ -97,11 +95,16 @@ def save_checkpoint(
         'frameskip': str(cfg.frameskip),
         'metadata': json.dumps(metadata or {}),
     }
+    from safetensors.torch import save_file  # imported here: the model runs where torch alone is installed
+
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
     return path
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Checkpoint:
+    from safetensors import SafetensorError, safe_open  # imported here, as in save_checkpoint
+    from safetensors.torch import load_file
+
     path = Path(path)
 
     def fail(problem: str) -> CheckpointError:

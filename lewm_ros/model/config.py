@@ -23,6 +23,9 @@ class EncoderConfig:
     mlp_dim: int = 768
     # CNN: output channels of the stride-2 conv stages
     channels: tuple[int, ...] = (32, 64, 128, 128)
+    # 'torch': PyTorch's default layer init; 'hf': the Hugging Face ViT's (truncated normal std 0.02 for
+    # weights, CLS token and positions, zero biases), which the official LeWM encoder uses
+    init: Literal['torch', 'hf'] = 'torch'
 
 
 @dataclass
@@ -33,6 +36,10 @@ class PredictorConfig:
     mlp_dim: int = 2048
     dropout: float = 0.1  # 0 drops Push-T success 96 -> 78 in the paper
     action_embed_hidden: int = 10  # the narrow first layer of the action embedder
+    # 'dit': the standard DiT AdaLN-zero block; 'official': the official LeWM block, which adds an affine
+    # LayerNorm inside attention and feed-forward, after the modulation, and has no qkv bias
+    block: Literal['dit', 'official'] = 'dit'
+    pos_init_std: float = 0.02  # the learned positional embedding's init (official: 1.0, plain randn)
 
 
 @dataclass
@@ -80,8 +87,10 @@ def dataclass_from_dict(cls, raw: dict[str, Any], where: str, **fixed):
 
 
 def paper_config(action_dim: int = 2) -> ModelConfig:
-    """The paper's LeWM: ViT-Tiny/14 at 224 px, 6-block predictor; ~18M parameters."""
-    return ModelConfig(action_dim=action_dim)
+    """The paper's LeWM as the official code builds it: ViT-Tiny/14 at 224 px with the Hugging Face init,
+    6 official predictor blocks; 18.03M parameters at A = 2."""
+    return ModelConfig(encoder=EncoderConfig(init='hf'), predictor=PredictorConfig(block='official', pos_init_std=1.0),
+                       action_dim=action_dim)
 
 
 def small_config(action_dim: int = 2) -> ModelConfig:

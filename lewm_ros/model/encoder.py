@@ -12,6 +12,19 @@ from torch import nn
 from .config import EncoderConfig
 from .layers import MLP, SelfAttention
 
+HF_INIT_STD = 0.02  # the Hugging Face ViT's initializer_range
+
+
+def hf_init(module: nn.Module) -> None:
+    """The Hugging Face ViT's init: truncated-normal weights (std 0.02), zero biases, unit LayerNorms."""
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        nn.init.trunc_normal_(module.weight, std=HF_INIT_STD)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
 
 class ViTBlock(nn.Module):
     def __init__(self, width: int, heads: int, mlp_dim: int):
@@ -39,6 +52,12 @@ class ViTEncoder(nn.Module):
         self.pos = nn.Parameter(torch.randn(1, patches + 1, cfg.width) * 0.02)
         self.blocks = nn.ModuleList(ViTBlock(cfg.width, cfg.heads, cfg.mlp_dim) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
+        if cfg.init == 'hf':
+            self.apply(hf_init)
+            for parameter in (self.cls, self.pos):
+                nn.init.trunc_normal_(parameter, std=HF_INIT_STD)
+        elif cfg.init != 'torch':
+            raise ValueError(f"unknown encoder init {cfg.init!r}; choose 'torch' or 'hf'")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.patchify(images).flatten(2).transpose(1, 2)  # (N, P, W)

@@ -10,10 +10,11 @@ from torch import nn
 class SelfAttention(nn.Module):
     """Multi-head self-attention; inner width heads*head_dim may differ from the model width."""
 
-    def __init__(self, width: int, heads: int, head_dim: int, dropout: float = 0.0, causal: bool = False):
+    def __init__(self, width: int, heads: int, head_dim: int, dropout: float = 0.0, causal: bool = False,
+                 qkv_bias: bool = True):
         super().__init__()
         self.heads, self.head_dim, self.causal, self.dropout = heads, head_dim, causal, dropout
-        self.qkv = nn.Linear(width, 3 * heads * head_dim)
+        self.qkv = nn.Linear(width, 3 * heads * head_dim, bias=qkv_bias)
         self.out = nn.Linear(heads * head_dim, width)
         self.out_dropout = nn.Dropout(dropout)
 

@@ -50,8 +50,8 @@ class SimConfig:
     """sim_node's parameters, one to one."""
 
     world: str = setting('arm', 'world to simulate', choices=tuple(sorted(WORLDS)))
-    task: str = setting('', "task of the world ('' = its first: arm reach, two_room navigate); a change resets",
-                        live=True)
+    task: str = setting('', "task of the world ('' = its first: arm reach, two_room navigate, push_t push); a "
+                        'change resets', live=True)
     seed: int = setting(0, 'seed of the first episode (the reset service moves to the next); a change resets',
                         low=0, high=2**31 - 1, live=True)
     goal_span: float = setting(0.0, 'arm reach: goals within this many radians of the start per joint, one '

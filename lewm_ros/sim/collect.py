@@ -180,7 +180,7 @@ def collect(settings: CollectSettings, episodes: int, out, workers: int = 1, pro
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='lewm-collect', description=__doc__.split('\n')[0])
     parser.add_argument('--world', required=True, choices=sorted(WORLDS))
-    parser.add_argument('--task', help="default: the world's first task (arm: reach, two_room: navigate)")
+    parser.add_argument('--task', help="default: the world's first task (arm: reach, two_room: navigate, push_t: push)")
     parser.add_argument('--policy', default='expert', choices=POLICIES)
     parser.add_argument('--episodes', type=int, required=True)
     parser.add_argument('--out', required=True, type=Path)

@@ -7,7 +7,8 @@ from importlib import import_module
 
 from lewm_ros.sim.world import World
 
-WORLDS = {'two_room': 'lewm_ros.sim.two_room:TwoRoom', 'arm': 'lewm_ros.sim.arm:PlanarArm'}
+WORLDS = {'two_room': 'lewm_ros.sim.two_room:TwoRoom', 'arm': 'lewm_ros.sim.arm:PlanarArm',
+          'push_t': 'lewm_ros.sim.push_t:PushT'}
 
 
 def world_class(name: str) -> type[World]:

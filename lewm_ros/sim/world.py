@@ -56,7 +56,7 @@ class World(ABC):
     tasks: tuple[str, ...]
     action_space: ActionSpace
     control_period: float  # seconds of simulated time per step
-    success_threshold: float  # goal_distance at or below which the task counts as solved
+    success_threshold: float  # goal_distance at or below which the task counts as solved (see ``solved``)
 
     def __init__(self, task: str, image_size: int = 64, max_steps: int | None = None):
         if task not in self.tasks:
@@ -99,6 +99,10 @@ class World(ABC):
     def _advance(self, action: np.ndarray) -> None:
         """Apply one already-clipped action for one control period."""
 
+    def solved(self, state, goal) -> bool:
+        """Whether ``state`` solves ``goal``; worlds with more than a distance criterion override it."""
+        return self.goal_distance(state, goal) <= self.success_threshold
+
     def joint_state(self) -> JointReading | None:
         """Joint positions/velocities for a joint_states topic, or None for worlds without joints."""
         return None
@@ -138,7 +142,7 @@ class World(ABC):
         return self.goal_distance(self.get_state(), self.goal)
 
     def success(self) -> bool:
-        return self.distance() <= self.success_threshold
+        return self.solved(self.get_state(), self.goal)
 
     def render(self, size: int | None = None) -> np.ndarray:
         return self.render_state(self.get_state(), size)
@@ -150,5 +154,4 @@ class World(ABC):
         """Release rendering resources (nothing to release by default)."""
 
     def _info(self) -> dict:
-        distance = self.distance()
-        return {'success': bool(distance <= self.success_threshold), 'distance': distance}
+        return {'success': bool(self.success()), 'distance': self.distance()}

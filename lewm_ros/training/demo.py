@@ -246,7 +246,7 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, episodes: int = 8, max_steps
                     state = monitor.states[episode.steps]
                 episode.steps += 1
                 episode.distances.append(world.goal_distance(state, world.goal))
-                episode.success = episode.distances[-1] <= world.success_threshold
+                episode.success = world.solved(state, world.goal)
             monitor.set_enabled(False)
             monitor.start_episode(None, record_frames=False)
             results.append(episode)

@@ -3,11 +3,15 @@
 Start and goal come from held-out episodes (bags with a ``state`` topic that the model never trained
 on): a start state at a random step, the goal = the state ``--goal-offset`` steps later in the same
 episode, rendered as the goal image. The planner (the same ``MPC`` the ROS node runs) then has
-``--budget`` control steps; an episode succeeds if the goal is reached at any step. A uniformly random
-policy runs on the same pairs as the floor. For Two-Room the cross-room pairs (start and goal in
-different rooms) are evaluated as a second subset, since only a few standard pairs need the door.
+``--budget`` control steps; an episode succeeds if the goal is reached at any step. On the same pairs,
+side by side: a uniformly random policy (the floor) and, for pairs from bags, the episode's own recorded
+actions replayed from the start state (the ceiling of the protocol: what the data says is reachable).
+A second subset of pairs needs what the world is about: for Two-Room the cross-room pairs (start and goal
+in different rooms; only a few standard pairs need the door), for Push-T the block-moved pairs (the block
+moves more than 20 px or turns more than 20 degrees; where it stays, the task is navigation).
 
-Prints a table (success % with Wilson 95% intervals) and writes ``results.json`` and ``results.png``.
+Prints a table (success % with Wilson 95% intervals) and writes ``results.json``, ``results.png`` and,
+with ``--gif``, ``episode.gif`` (camera | goal) of the first planner episode of each subset.
 Imports nothing from ROS.
 """
 
@@ -20,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -29,7 +34,7 @@ from lewm_ros.data.ingest import find_bags
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.planning.cem import OBJECTIVES, CEMConfig
 from lewm_ros.planning.mpc import MODES, MPC, Actuation, MPCConfig
-from lewm_ros.sim import make_world
+from lewm_ros.sim import WORLDS, make_world
 from lewm_ros.sim.policies import RandomPolicy
 from lewm_ros.sim.two_room import room_of
 from lewm_ros.sim.world import World
@@ -42,38 +47,64 @@ class Pair:
     start_step: int
     start: list[float]
     goal: list[float]
+    actions: list[list[float]] | None = None  # the episode's recorded actions from the start step on
 
 
-def episode_states(bag: Path, topic: str = 'state') -> np.ndarray:
-    """(T, S) recorded true states of one episode bag."""
+@dataclass
+class Episode:
+    bag: str
+    states: np.ndarray  # (T + 1, S) recorded true states
+    actions: np.ndarray | None  # (T, A) recorded actions (Float64MultiArray commands), None without them
+
+
+def _topic(reader: BagReader, topic: str) -> str | None:
+    return next((t for t in reader.topics if t.lstrip('/') == topic.lstrip('/')), None)
+
+
+def load_episode(bag: Path, state_topic: str = 'state', command_topic: str = 'command') -> Episode:
+    """One held-out episode bag: its true states and, when recorded as Float64MultiArray, its actions."""
     with BagReader(bag) as reader:
-        name = next((t for t in reader.topics if t.lstrip('/') == topic.lstrip('/')), None)
+        name = _topic(reader, state_topic)
         if name is None:
-            raise ValueError(f'{bag}: no {topic!r} topic; held-out episodes need the true state '
+            raise ValueError(f'{bag}: no {state_topic!r} topic; held-out episodes need the true state '
                              '(lewm-collect writes it)')
-        return np.array([np.asarray(m.msg.data, np.float64) for m in reader.messages([name])])
+        states = np.array([np.asarray(m.msg.data, np.float64) for m in reader.messages([name])])
+        command = _topic(reader, command_topic)
+        actions = None
+        if command is not None and reader.topics[command] == 'std_msgs/msg/Float64MultiArray':
+            actions = np.array([np.asarray(m.msg.data, np.float64) for m in reader.messages([command])])
+        return Episode(str(bag), states, actions)
 
 
-def cross_room(start: np.ndarray, goal: np.ndarray) -> bool:
+def cross_room(world: World, start: np.ndarray, goal: np.ndarray) -> bool:
     return room_of(start[0]) != room_of(goal[0])
 
 
-def sample_pairs(world: World, episodes: list[tuple[str, np.ndarray]], count: int, offset: int,
-                 rng: np.random.Generator, accept=None) -> list[Pair]:
+def block_moved(world: World, start: np.ndarray, goal: np.ndarray) -> bool:
+    return world.block_moved(start, goal)
+
+
+SUBSETS = {'standard': None, 'cross_room': cross_room, 'block_moved': block_moved}
+WORLD_SUBSETS = {'two_room': ('standard', 'cross_room'), 'push_t': ('standard', 'block_moved')}
+
+
+def sample_pairs(world: World, episodes: list[Episode], count: int, offset: int, rng: np.random.Generator,
+                 accept=None) -> list[Pair]:
     """``count`` (start, goal offset steps later) pairs, not already solved at the start."""
-    usable = [(bag, states) for bag, states in episodes if len(states) > offset]
+    usable = [episode for episode in episodes if len(episode.states) > offset]
     if not usable:
         raise ValueError(f'no held-out episode is longer than the goal offset ({offset} steps)')
     pairs = []
     for _ in range(1000 * count):
         if len(pairs) == count:
             break
-        bag, states = usable[rng.integers(len(usable))]
-        step = int(rng.integers(len(states) - offset))
-        start, goal = states[step], states[step + offset]
-        if world.goal_distance(start, goal) <= world.success_threshold or (accept and not accept(start, goal)):
+        episode = usable[rng.integers(len(usable))]
+        step = int(rng.integers(len(episode.states) - offset))
+        start, goal = episode.states[step], episode.states[step + offset]
+        if world.solved(start, goal) or (accept and not accept(world, start, goal)):
             continue
-        pairs.append(Pair(bag, step, start.tolist(), goal.tolist()))
+        actions = None if episode.actions is None else episode.actions[step:].tolist()
+        pairs.append(Pair(episode.bag, step, start.tolist(), goal.tolist(), actions))
     if len(pairs) < count:
         raise ValueError(f'found only {len(pairs)} of {count} acceptable pairs in the held-out episodes')
     return pairs
@@ -84,17 +115,23 @@ def world_pairs(world: World, count: int, seed: int, accept=None) -> list[Pair]:
     pairs, index = [], seed
     while len(pairs) < count:
         start, _ = world.reset(seed=index)
-        if not accept or accept(start, world.goal):
+        if not accept or accept(world, start, world.goal):
             pairs.append(Pair(f'reset(seed={index})', 0, start.tolist(), world.goal.tolist()))
         index += 1
     return pairs
 
 
-def run_episode(world: World, pair: Pair, budget: int, policy) -> tuple[bool, int]:
-    """Success at any step within ``budget``, and the step it came at (budget when it did not)."""
+def run_episode(world: World, pair: Pair, budget: int, policy, frames: list | None = None) -> tuple[bool, int]:
+    """Success at any step within ``budget``, and the step it came at (budget when it did not).
+
+    ``frames``: a list to append (camera | goal) 224 px frames to, one per step.
+    """
     world.reset(options={'state': pair.start, 'goal': pair.goal})
-    policy.begin(world)
+    policy.begin(world, pair)
+    goal = world.goal_image(224) if frames is not None else None
     for step in range(budget):
+        if frames is not None:
+            frames.append(np.concatenate([world.render(224), goal], axis=1))
         world.step(policy.act(world))
         if world.success():
             return True, step + 1
@@ -105,7 +142,7 @@ class PlannerPolicy:
     def __init__(self, mpc: MPC):
         self.mpc = mpc
 
-    def begin(self, world: World):
+    def begin(self, world: World, pair: Pair):
         self.mpc.reset()
         self.mpc.set_goal(world.goal_image())
 
@@ -120,12 +157,24 @@ class UniformPolicy:
     def __init__(self, seed: int):
         self.seed = seed
 
-    def begin(self, world: World):
+    def begin(self, world: World, pair: Pair):
         self.random = RandomPolicy(world, self.seed)
         self.seed += 1
 
     def act(self, world: World) -> np.ndarray:
         return self.random.act()
+
+
+class ReplayPolicy:
+    """The episode's own recorded actions from the start step on (then no action): the protocol's ceiling."""
+
+    def begin(self, world: World, pair: Pair):
+        self.actions, self.step = np.asarray(pair.actions, np.float64), 0
+        self.rest = np.zeros(world.action_space.shape)
+
+    def act(self, world: World) -> np.ndarray:
+        self.step += 1
+        return self.actions[self.step - 1] if self.step <= len(self.actions) else self.rest
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -138,15 +187,20 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def evaluate(world: World, pairs: list[Pair], budget: int, policy, label: str, progress: bool) -> dict:
+def evaluate(world: World, pairs: list[Pair], budget: int, policy, label: str, progress: bool,
+             frames: list | None = None) -> dict:
+    """Success statistics of ``policy`` on ``pairs``; ``frames`` collects the first episode's frames."""
     outcomes = []
-    for pair in tqdm(pairs, desc=label, unit='episode', disable=not progress):
-        outcomes.append(run_episode(world, pair, budget, policy))
+    for index, pair in enumerate(tqdm(pairs, desc=label, unit='episode', disable=not progress)):
+        outcomes.append(run_episode(world, pair, budget, policy, frames if index == 0 else None))
     successes = sum(ok for ok, _ in outcomes)
     low, high = wilson(successes, len(outcomes))
     return {'success_rate': successes / len(outcomes), 'ci95': [low, high], 'successes': successes,
             'episodes': len(outcomes), 'steps_to_success': [steps for ok, steps in outcomes if ok],
             'per_episode': [ok for ok, _ in outcomes]}
+
+
+POLICY_COLOURS = {'planner': 'tab:blue', 'random': 'tab:grey', 'replay': 'tab:green'}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -156,12 +210,16 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     subsets = list(results['subsets'])
+    policies = [policy for policy in POLICY_COLOURS if policy in results['subsets'][subsets[0]]]
+    width = 0.8 / len(policies)
     fig, ax = plt.subplots(figsize=(2.5 + 2 * len(subsets), 4))
-    for offset, (policy, colour) in zip((-0.2, 0.2), (('planner', 'tab:blue'), ('random', 'tab:grey')), strict=True):
+    for index, policy in enumerate(policies):
         entries = [results['subsets'][s][policy] for s in subsets]
         rates = np.array([100 * e['success_rate'] for e in entries])
         errors = np.abs(np.array([[100 * bound for bound in e['ci95']] for e in entries]).T - rates)  # (2, n)
-        ax.bar(np.arange(len(subsets)) + offset, rates, 0.4, yerr=errors, capsize=4, color=colour, label=policy)
+        offset = (index - (len(policies) - 1) / 2) * width
+        ax.bar(np.arange(len(subsets)) + offset, rates, width, yerr=errors, capsize=4, color=POLICY_COLOURS[policy],
+               label=policy)
     ax.set_xticks(range(len(subsets)), subsets)
     ax.set_ylabel('success %  (95% Wilson interval)')
     ax.set_ylim(0, 105)
@@ -176,7 +234,7 @@ def plot(results: dict, path: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', required=True, type=Path)
-    parser.add_argument('--world', required=True, choices=['two_room', 'arm'])
+    parser.add_argument('--world', required=True, choices=sorted(WORLDS))
     parser.add_argument('--task', help="world task (default: the world's first)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--pairs', nargs='+', type=Path,
@@ -198,7 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     choices=choices.get(item.name),
                                     help=f'{config.__name__}.{item.name} (default {item.default})')
     parser.add_argument('--no-random', action='store_true', help='skip the random-policy floor')
-    parser.add_argument('--subsets', nargs='+', default=None, help='standard and/or cross_room (two_room)')
+    parser.add_argument('--no-replay', action='store_true', help='skip replaying the recorded actions')
+    parser.add_argument('--subsets', nargs='+', default=None, choices=sorted(SUBSETS),
+                        help='default: standard, and cross_room (two_room) or block_moved (push_t)')
+    parser.add_argument('--gif', action='store_true', help="write the first planner episode's frames as a GIF")
     parser.add_argument('--out', type=Path, default=Path('out/eval'))
     parser.add_argument('--no-progress', action='store_true')
     return parser
@@ -221,9 +282,9 @@ def run(argv=None) -> dict:
     mpc = MPC(ckpt, Actuation(world.action_space.low, world.action_space.high), cem, mpc_config)
     mpc.warm_up()
 
-    episodes = [(str(bag), episode_states(bag)) for bag in find_bags(args.pairs)] if args.pairs else None
-    subsets = args.subsets or (['standard', 'cross_room'] if args.world == 'two_room' else ['standard'])
-    accept = {'standard': None, 'cross_room': cross_room}
+    episodes = [load_episode(bag) for bag in find_bags(args.pairs)] if args.pairs else None
+    subsets = args.subsets or list(WORLD_SUBSETS.get(world.name, ('standard',)))
+    replay = episodes is not None and not args.no_replay and all(e.actions is not None for e in episodes)
     rng = np.random.default_rng(args.seed)
     results = {'checkpoint': str(args.checkpoint), 'world': world.name, 'task': world.task,
                'goal_span': args.goal_span,
@@ -231,13 +292,20 @@ def run(argv=None) -> dict:
                'cem': asdict(cem), 'mpc': asdict(mpc_config), 'device': str(device), 'subsets': {}}
     started = time.perf_counter()
     for subset in subsets:
-        pairs = (sample_pairs(world, episodes, args.episodes, args.goal_offset, rng, accept[subset]) if episodes
-                 else world_pairs(world, args.episodes, args.seed, accept[subset]))
-        entry = {'pairs': [asdict(p) for p in pairs]}
+        pairs = (sample_pairs(world, episodes, args.episodes, args.goal_offset, rng, SUBSETS[subset]) if episodes
+                 else world_pairs(world, args.episodes, args.seed, SUBSETS[subset]))
+        entry = {'pairs': [{k: v for k, v in asdict(p).items() if k != 'actions'} for p in pairs]}
+        frames = [] if args.gif else None
         entry['planner'] = evaluate(world, pairs, args.budget, PlannerPolicy(mpc), f'{subset} planner',
-                                    not args.no_progress)
+                                    not args.no_progress, frames)
+        if frames:
+            args.out.mkdir(parents=True, exist_ok=True)
+            imageio.mimsave(args.out / f'episode_{subset}.gif', frames, duration=0.1, loop=0)
         if not args.no_random:
             entry['random'] = evaluate(world, pairs, args.budget, UniformPolicy(args.seed), f'{subset} random',
+                                       not args.no_progress)
+        if replay:
+            entry['replay'] = evaluate(world, pairs, args.budget, ReplayPolicy(), f'{subset} replay',
                                        not args.no_progress)
         results['subsets'][subset] = entry
     results['seconds'] = time.perf_counter() - started
@@ -247,7 +315,7 @@ def run(argv=None) -> dict:
           f"{args.episodes} pairs per subset, {cem}, {mpc_config}")
     print(f"{'subset':12s} {'policy':8s} {'success':>8s}  95% interval")
     for subset, entry in results['subsets'].items():
-        for policy in ('planner', 'random'):
+        for policy in POLICY_COLOURS:
             if policy in entry:
                 r = entry[policy]
                 print(f"{subset:12s} {policy:8s} {100 * r['success_rate']:7.1f}%  "

@@ -1,22 +1,26 @@
-"""What the latent space knows about Two-Room: violation of expectation and a linear position probe.
+"""What the latent space knows about a world: violation of expectation and a linear state probe.
 
     lewm-physics --checkpoint runs/two_room/model.safetensors --out out/two_room/physics
+    lewm-physics --world push_t --checkpoint runs/push_t_small/model.safetensors --out out/push_t/physics
 
 Violation of expectation: the same expert trajectories are rendered three ways — unperturbed, with the
-agent's colour changed from the event on, and with the agent teleported at the event (it then carries
-on under the same actions). Latent surprise at a frame is the model's prediction error
+moving object's colour changed from the event on, and with it teleported at the event (the world then
+carries on under the same actions). The object is the agent in Two-Room and the T block in Push-T, as
+in the paper. Latent surprise at a frame is the model's prediction error
 ``||pred(z_{<t}, a_{<t}) - z_t||^2``. A JEPA that models dynamics should be surprised by the teleport
 much more than by the colour change, which breaks no physics. Paired t-tests compare each perturbed
 trajectory with its own unperturbed version at the event frame.
 
-Probe: a least-squares linear map from frozen embeddings to the agent's (x, y), fitted on half of the
-trajectories and scored on the other half (Pearson r per coordinate; the paper reports 0.996).
+Probe: a least-squares linear map from frozen embeddings to the true state (Two-Room: the agent's x, y;
+Push-T: agent x, y, block x, y and the block angle as cos, sin), fitted on half of the trajectories and
+scored on the other half (Pearson r per coordinate; the paper reports 0.996 for Two-Room's position).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +30,38 @@ from scipy import stats
 from lewm_ros.model.checkpoint import Checkpoint, load_checkpoint
 from lewm_ros.sim import make_world
 from lewm_ros.sim.policies import make_policy
-from lewm_ros.sim.two_room import TwoRoom
+from lewm_ros.sim.world import World
 from lewm_ros.training.probe import linear_probe
 
 VARIANTS = ('unperturbed', 'colour change', 'teleport')
-NEW_COLOUR = (0, 90, 255)
 TELEPORT_MIN_PX = 60.0
 
 
-def expert_trajectory(world: TwoRoom, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Perturbation:
+    """What the violation-of-expectation events change in one world."""
+
+    colour_attribute: str  # the world's attribute holding the object's colour
+    new_colour: tuple[int, int, int]
+    teleported: slice  # the state entries a teleport redraws (position first)
+    probe_names: tuple[str, ...]  # the probe's targets, see probe_targets
+
+
+PERTURBATIONS = {
+    'two_room': Perturbation('agent_color', (0, 90, 255), slice(0, 2), ('x', 'y')),
+    'push_t': Perturbation('block_color', (220, 60, 60), slice(2, 5),
+                           ('agent_x', 'agent_y', 'block_x', 'block_y', 'block_cos', 'block_sin')),
+}
+
+
+def probe_targets(world_name: str, states: np.ndarray) -> np.ndarray:
+    """(N, len(probe_names)) probe targets of states (N, S); angles as cos and sin, which are linear-readable."""
+    if world_name == 'push_t':
+        return np.column_stack([states[:, :4], np.cos(states[:, 4]), np.sin(states[:, 4])])
+    return states[:, :2]
+
+
+def expert_trajectory(world: World, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """States (steps+1, S) and actions (steps, A) of one noisy-expert episode."""
     world.reset(seed=seed)
     policy = make_policy('expert', world, seed)
@@ -46,25 +73,28 @@ def expert_trajectory(world: TwoRoom, steps: int, seed: int) -> tuple[np.ndarray
     return np.array(states), np.array(actions)
 
 
-def render_variant(world: TwoRoom, states: np.ndarray, actions: np.ndarray, variant: str, event: int,
+def render_variant(world: World, states: np.ndarray, actions: np.ndarray, variant: str, event: int,
                    rng: np.random.Generator) -> np.ndarray:
     """Frames (steps+1, S, S, 3) of the trajectory under ``variant``; the change shows from frame ``event``."""
-    normal_colour = world.agent_color.copy()
+    perturbation = PERTURBATIONS[world.name]
+    normal_colour = getattr(world, perturbation.colour_attribute)
+    moved = perturbation.teleported
     frames = []
     world.set_state(states[0])
     for t in range(len(states)):
         if variant == 'teleport' and t == event:
-            position = world.get_state()[:2]
-            jump = world.sample_state(rng)
-            while np.linalg.norm(jump[:2] - position) < TELEPORT_MIN_PX:
-                jump = world.sample_state(rng)
+            jump = world.get_state()
+            position = jump[moved][:2].copy()
+            while np.linalg.norm(jump[moved][:2] - position) < TELEPORT_MIN_PX:
+                jump[moved] = world.sample_state(rng)[moved]
             world.set_state(jump)
         if variant == 'colour change' and t == event:
-            world.agent_color = np.asarray(NEW_COLOUR, np.float32)
+            setattr(world, perturbation.colour_attribute, type(normal_colour)(perturbation.new_colour)
+                    if isinstance(normal_colour, tuple) else np.asarray(perturbation.new_colour, np.float32))
         frames.append(world.render() if variant == 'teleport' else world.render_state(states[t]))
         if variant == 'teleport' and t < len(actions):
             world.step(actions[t])
-    world.agent_color = normal_colour
+    setattr(world, perturbation.colour_attribute, normal_colour)
     return np.stack(frames)
 
 
@@ -86,16 +116,18 @@ def surprise_per_frame(ckpt: Checkpoint, frames: np.ndarray, actions: np.ndarray
 
 
 @torch.inference_mode()
-def position_probe(ckpt: Checkpoint, frames: np.ndarray, positions: np.ndarray, fit: np.ndarray) -> dict:
-    """Linear probe of (x, y) from embeddings; fit on rows ``fit``, scored on the rest."""
+def state_probe(ckpt: Checkpoint, frames: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
+                fit: np.ndarray) -> dict:
+    """Linear probe of the targets (N, P) from embeddings; fit on rows ``fit``, scored on the rest."""
     emb = ckpt.model.encode(torch.as_tensor(frames)).double().numpy()  # (N, D)
-    predicted, truth = linear_probe(emb[fit], positions[fit], emb[~fit]), positions[~fit]  # (M, 2)
-    r = [float(np.corrcoef(predicted[:, k], truth[:, k])[0, 1]) for k in range(2)]
-    return {'pearson_r_x': r[0], 'pearson_r_y': r[1], 'pearson_r_mean': float(np.mean(r)),
-            'rmse_px': float(np.sqrt(((predicted - truth) ** 2).sum(axis=1).mean())), 'test_frames': int((~fit).sum())}
+    predicted, truth = linear_probe(emb[fit], targets[fit], emb[~fit]), targets[~fit]  # (M, P)
+    r = {f'pearson_r_{name}': float(np.corrcoef(predicted[:, k], truth[:, k])[0, 1]) for k, name in enumerate(names)}
+    position_error = np.sqrt(((predicted[:, :2] - truth[:, :2]) ** 2).sum(axis=1).mean())
+    return {**r, 'pearson_r_mean': float(np.mean(list(r.values()))), 'rmse_px': float(position_error),
+            'test_frames': int((~fit).sum())}
 
 
-def plot(curves: dict[str, np.ndarray], event_frame: int, frameskip: int, path: Path) -> None:
+def plot(curves: dict[str, np.ndarray], event_frame: int, frameskip: int, title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -113,7 +145,7 @@ def plot(curves: dict[str, np.ndarray], event_frame: int, frameskip: int, path: 
     ax.set_xlabel('control step')
     ax.set_ylabel('latent surprise ||pred - z||^2')
     ax.set_yscale('log')
-    ax.set_title('Two-Room violation of expectation (mean ± s.e.m.)')
+    ax.set_title(f'{title} violation of expectation (mean ± s.e.m.)')
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -128,6 +160,7 @@ def run(argv=None) -> dict:
     """``main`` returning the results (for tests and scripts)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', required=True, type=Path)
+    parser.add_argument('--world', default='two_room', choices=sorted(PERTURBATIONS))
     parser.add_argument('--trajectories', type=int, default=50)
     parser.add_argument('--steps', type=int, default=60, help='control steps per trajectory')
     parser.add_argument('--event-block', type=int, default=6, help='the event shows at kept frame N (step N*frameskip)')
@@ -136,7 +169,8 @@ def run(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint)
-    world = make_world('two_room', image_size=ckpt.config.image_size)
+    world = make_world(args.world, image_size=ckpt.config.image_size)
+    names = PERTURBATIONS[args.world].probe_names
     fs, event = ckpt.config.frameskip, args.event_block
     rng = np.random.default_rng(args.seed)
     curves = {variant: [] for variant in VARIANTS}
@@ -148,14 +182,14 @@ def run(argv=None) -> dict:
             curves[variant].append(surprise_per_frame(ckpt, frames, actions))
             if variant == 'unperturbed':
                 probe_frames.append(frames)
-                probe_positions.append(states[:, :2])
+                probe_positions.append(probe_targets(args.world, states))
                 probe_fit.append(np.full(len(frames), index % 2 == 0))
     curves = {variant: np.array(values) for variant, values in curves.items()}  # (trajectories, n)
 
     at_event = {variant: curve[:, event] for variant, curve in curves.items()}  # (trajectories,)
     before = {variant: np.nanmean(curve[:, 1:event], axis=1) for variant, curve in curves.items()}
-    results = {'checkpoint': str(args.checkpoint), 'trajectories': args.trajectories, 'event_step': event * fs,
-               'seed': args.seed, 'surprise': {}, 'paired_t_tests': {}}
+    results = {'checkpoint': str(args.checkpoint), 'world': args.world, 'trajectories': args.trajectories,
+               'event_step': event * fs, 'seed': args.seed, 'surprise': {}, 'paired_t_tests': {}}
     for variant in VARIANTS:
         results['surprise'][variant] = {'at_event_mean': float(at_event[variant].mean()),
                                         'at_event_sem': float(stats.sem(at_event[variant])),
@@ -165,8 +199,8 @@ def run(argv=None) -> dict:
         results['paired_t_tests'][f'{variant} vs unperturbed'] = {'t': float(test.statistic), 'p': float(test.pvalue)}
     test = stats.ttest_rel(at_event['teleport'], at_event['colour change'])
     results['paired_t_tests']['teleport vs colour change'] = {'t': float(test.statistic), 'p': float(test.pvalue)}
-    results['probe'] = position_probe(ckpt, np.concatenate(probe_frames), np.concatenate(probe_positions),
-                                      np.concatenate(probe_fit))
+    results['probe'] = state_probe(ckpt, np.concatenate(probe_frames), np.concatenate(probe_positions), names,
+                                   np.concatenate(probe_fit))
 
     print(f"violation of expectation, {args.trajectories} trajectories, event at step {event * fs}")
     for variant, entry in results['surprise'].items():
@@ -175,11 +209,11 @@ def run(argv=None) -> dict:
     for name, test in results['paired_t_tests'].items():
         print(f"  paired t-test {name:28s} t = {test['t']:7.2f}  p = {test['p']:.2e}")
     probe = results['probe']
-    print(f"position probe (held-out frames): Pearson r x {probe['pearson_r_x']:.4f}, y {probe['pearson_r_y']:.4f}, "
-          f"RMSE {probe['rmse_px']:.2f} px")
+    readings = ', '.join(f"{name} {probe['pearson_r_' + name]:.3f}" for name in names)
+    print(f"state probe (held-out frames), Pearson r: {readings}; position RMSE {probe['rmse_px']:.2f} px")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'physics.json').write_text(json.dumps(results, indent=1))
-    plot(curves, event, fs, args.out / 'surprise.png')
+    plot(curves, event, fs, world.name, args.out / 'surprise.png')
     print(f"wrote {args.out / 'physics.json'} and {args.out / 'surprise.png'}")
     return results
 

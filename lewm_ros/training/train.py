@@ -57,10 +57,14 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     steps: int = 10_000
+    epochs: float = 0.0  # > 0: the run's length in epochs of the training clips, instead of `steps`
     batch_size: int = 128
     lr: float = 5e-5
     weight_decay: float = 1e-3
-    warmup_fraction: float = 0.01  # linear warm-up, then cosine to zero
+    warmup_fraction: float = 0.01  # of the schedule's horizon: linear warm-up, then cosine to zero
+    # > 0: the cosine's horizon in epochs, when it is longer than the run (the official recipe schedules 100
+    # epochs and stops after 10, so the learning rate stays near its peak); 0: the run's own length
+    schedule_epochs: float = 0.0
     grad_clip: float = 1.0
     bf16: bool = True  # autocast on CUDA only
     device: str = 'auto'  # auto | cpu | cuda
@@ -78,6 +82,8 @@ class TrainConfig:
             raise ValueError(f'train.{", train.".join(bad)} must be >= 1')
         if not (self.lr > 0 and self.weight_decay >= 0 and self.grad_clip > 0 and 0 <= self.warmup_fraction < 1):
             raise ValueError('need lr > 0, weight_decay >= 0, grad_clip > 0 and 0 <= warmup_fraction < 1')
+        if self.epochs < 0 or self.schedule_epochs < 0:
+            raise ValueError('train.epochs and train.schedule_epochs must be >= 0 (0: not used)')
 
 
 @dataclass
@@ -194,12 +200,28 @@ class Batches:
 
 # ------------------------------------------------------------------------------------------- training
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    warmup = max(1, int(cfg.warmup_fraction * cfg.steps))
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, cfg.steps - warmup)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+@dataclass(frozen=True)
+class Schedule:
+    """The run's length and learning-rate curve in optimiser steps: linear warm-up, then a cosine to zero
+    over ``horizon`` steps, of which the run takes ``steps`` (the official recipe stops at a tenth)."""
+
+    lr: float
+    steps: int
+    warmup: int
+    horizon: int
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, train_clips: int, ranks: int = 1) -> Schedule:
+        per_epoch = max(1, math.ceil(train_clips / (cfg.batch_size * ranks)))  # every rank draws its own batch
+        steps = max(1, round(cfg.epochs * per_epoch)) if cfg.epochs else cfg.steps
+        horizon = max(steps, round(cfg.schedule_epochs * per_epoch)) if cfg.schedule_epochs else steps
+        return cls(cfg.lr, steps, max(1, int(cfg.warmup_fraction * horizon)), horizon)
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * step / self.warmup
+        progress = (step - self.warmup) / max(1, self.horizon - self.warmup)
+        return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def optimiser_tensors(optimiser: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -219,10 +241,11 @@ def restore_optimiser(optimiser: torch.optim.Optimizer, tensors: dict[str, torch
     optimiser.load_state_dict({'state': state, 'param_groups': groups})
 
 
-def train_step(model, optimiser, clip, step: int, tc: TrainConfig, amp, distributed: bool = False):
+def train_step(model, optimiser, clip, step: int, tc: TrainConfig, schedule: Schedule, amp,
+               distributed: bool = False):
     """One optimisation step; returns the loss terms and the gradient norm as device tensors."""
     for group in optimiser.param_groups:
-        group['lr'] = lr_at(step, tc)
+        group['lr'] = schedule.lr_at(step)
     rank = dist.get_rank() if dist.is_initialized() else 0
     torch.manual_seed((tc.seed * 1_000_003 + step) * 1_009 + rank)  # dropout noise: a function of (seed, step, rank)
     with amp:
@@ -410,19 +433,22 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
     batches = Batches(train_set, tc.batch_size, tc.seed, rank, device, cfg.data.prefetch)
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     totals = torch.zeros(4, device=device)  # running sums of total, pred, sigreg, grad norm
-    bar = tqdm(range(start_step, tc.steps), initial=start_step, total=tc.steps, disable=not (progress and is_main),
+    schedule = Schedule.of(tc, len(train_set), world)
+    bar = tqdm(range(start_step, schedule.steps), initial=start_step, total=schedule.steps,
+               disable=not (progress and is_main),
                unit='step', dynamic_ncols=True)
     window_start, window_steps, last_good = time.perf_counter(), 0, start_step
     try:
         for step in bar:
-            terms, grad_norm = train_step(ddp_model, optimiser, batches.get(step), step, tc, amp, world > 1)
+            terms, grad_norm = train_step(ddp_model, optimiser, batches.get(step), step, tc, schedule, amp,
+                                          world > 1)
             # Accumulate on the device: no host sync per step; checked at every log and checkpoint.
             nonfinite |= ~torch.isfinite(terms['total'].detach()) | ~torch.isfinite(grad_norm)
             totals += torch.stack([terms['total'].detach(), terms['pred'].detach(), terms['sigreg'].detach(),
                                    grad_norm.detach()]).float()
             window_steps += 1
             done = step + 1
-            at_checkpoint = done % tc.checkpoint_every == 0 or done == tc.steps
+            at_checkpoint = done % tc.checkpoint_every == 0 or done == schedule.steps
             if done % tc.log_every == 0 or at_checkpoint or done % tc.val_every == 0:
                 if bool(nonfinite):
                     raise TrainingDivergedError(
@@ -431,7 +457,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
                         + (f' (step {last_good})' if last_path.exists() else ''))
                 mean = (totals / window_steps).tolist()
                 elapsed = time.perf_counter() - window_start
-                values = {'lr': lr_at(step, tc), 'total': mean[0], 'pred': mean[1], 'sigreg': mean[2],
+                values = {'lr': schedule.lr_at(step), 'total': mean[0], 'pred': mean[1], 'sigreg': mean[2],
                           'grad_norm': mean[3], 'clips_per_s': window_steps * tc.batch_size * world / elapsed}
                 if is_main:
                     log.write(done, 'train', values)
@@ -439,7 +465,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
                                     clips_s=f"{values['clips_per_s']:.0f}")
                 totals.zero_()
                 window_start, window_steps = time.perf_counter(), 0
-            if is_main and (done % tc.val_every == 0 or done == tc.steps) and len(val_set):
+            if is_main and (done % tc.val_every == 0 or done == schedule.steps) and len(val_set):
                 metrics = validate(model, val_set, train_set, cfg)
                 log.write(done, 'val', metrics)
                 if metrics['emb_std_min'] < 0.05:
@@ -455,7 +481,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
         bar.close()
     final = out / 'model.safetensors'
     if is_main:
-        save(final, tc.steps, with_optimiser=False)
+        save(final, schedule.steps, with_optimiser=False)
         plot_curves(out / 'metrics.csv', out / 'curves.png')
         print(f'wrote {final}, {out / "curves.png"} and {out / "metrics.csv"}', flush=True)
     return final, model

@@ -1,0 +1,68 @@
+"""Side-by-side table of lewm-eval runs on the same pairs (e.g. tuned and paper planner settings).
+
+    python training/eval_table.py out/push_t/eval_tuned out/push_t/eval_paper --out out/push_t/results.md
+
+Each argument is a folder with the ``results.json`` that ``lewm-eval`` writes. Rows: every planner run
+under its label (the folder name), then the random floor and the replay ceiling from the first run that
+has them. Columns: the subsets, as success % with the 95% Wilson interval and the number of pairs.
+Runs are checked to use the same pairs, so that the rows compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _cell(entry: dict) -> str:
+    low, high = entry['ci95']
+    return f"{100 * entry['success_rate']:.0f}% [{100 * low:.0f}, {100 * high:.0f}] (n={entry['episodes']})"
+
+
+def _planner_settings(results: dict) -> str:
+    cem, mpc = results['cem'], results['mpc']
+    noise = 'white' if cem['noise_beta'] == 0 else f"1/f^{cem['noise_beta']:g}"
+    execute = 'whole plan' if mpc['mode'] == 'paper' else f"replan every {mpc['execute_steps']}"
+    return (f"CEM {cem['samples']}x{cem['elites']}x{cem['iterations']}, H {cem['horizon']}, {noise} noise "
+            f"(std {cem['init_std']:g}), cost {mpc['objective']}, {execute}")
+
+
+def table(runs: dict[str, dict]) -> str:
+    first = next(iter(runs.values()))
+    subsets = list(first['subsets'])
+    for label, results in runs.items():
+        for subset in subsets:
+            if results['subsets'][subset]['pairs'] != first['subsets'][subset]['pairs']:
+                raise ValueError(f'{label}: its {subset} pairs differ from the first run; compare runs made with '
+                                 'the same --pairs, --seed, --episodes and --goal-offset')
+    header = f"| policy | settings | {' | '.join(subsets)} |"
+    lines = [header, '|' + '---|' * (len(subsets) + 2)]
+    for label, results in runs.items():
+        cells = ' | '.join(_cell(results['subsets'][s]['planner']) for s in subsets)
+        lines.append(f'| planner ({label}) | {_planner_settings(results)} | {cells} |')
+    for policy, settings in (('random', 'uniform actions in [-1, 1]^2'),
+                             ('replay', "the episode's recorded actions from the start state")):
+        source = next((r for r in runs.values() if policy in r['subsets'][subsets[0]]), None)
+        if source is not None:
+            cells = ' | '.join(_cell(source['subsets'][s][policy]) for s in subsets)
+            lines.append(f'| {policy} | {settings} | {cells} |')
+    goals = f"goal {first['goal_offset']} steps ahead" if first['goal_offset'] else 'sampled goals'
+    return f"{first['world']}: {goals}, budget {first['budget']} steps, success at any step\n\n" + '\n'.join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('runs', nargs='+', type=Path, help='lewm-eval output folders')
+    parser.add_argument('--out', type=Path, help='also write the table to this markdown file')
+    args = parser.parse_args(argv)
+    runs = {path.name: json.loads((path / 'results.json').read_text()) for path in args.runs}
+    text = table(runs)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + '\n')
+
+
+if __name__ == '__main__':
+    main()
