@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
 
 from .test_model_world import tiny_config
@@ -104,3 +105,21 @@ def test_weights_of_another_architecture_are_refused(tmp_path, saved):
     save_file({'weight': torch.zeros(3)}, str(foreign))
     with pytest.raises(CheckpointError, match='not a lewm_ros checkpoint'):
         load_checkpoint(foreign)
+
+
+def test_the_action_prior_round_trips_and_old_checkpoints_have_none(tmp_path):
+    from lewm_ros.model.prior import ActionPrior, PriorConfig
+
+    torch.manual_seed(0)
+    model = WorldModel(preset('small')).eval()
+    cfg = model.cfg
+    prior = ActionPrior(PriorConfig(horizon=4, hidden=32), cfg.embed_dim, cfg.history, cfg.action_block_dim).eval()
+    torch.nn.init.normal_(prior.head.weight, std=0.1)
+    path = save_checkpoint(tmp_path / 'with_prior.safetensors', model, [0, 0], [1, 1], prior=prior)
+    loaded = load_checkpoint(path)
+    history, goal = torch.randn(2, 2, cfg.embed_dim), torch.randn(2, cfg.embed_dim)
+    for ours, theirs in zip(prior(history, goal), loaded.prior(history, goal), strict=True):
+        torch.testing.assert_close(ours, theirs)
+    assert loaded.prior.cfg == PriorConfig(horizon=4, hidden=32)
+    plain = load_checkpoint(save_checkpoint(tmp_path / 'plain.safetensors', model, [0, 0], [1, 1]))
+    assert plain.prior is None

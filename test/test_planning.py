@@ -352,3 +352,44 @@ def test_official_loop_scores_as_many_candidates_and_reaches_the_same_optimum(ch
         zero_cost = cost(torch.zeros(1, horizon, K))[0]
     assert their_cost < 0.5 * zero_cost and our_cost < 0.5 * zero_cost
     assert abs(float(their_cost - our_cost)) < 0.1 * float(zero_cost)  # measured: 0.131 vs 0.133 of 0.908
+
+
+# --- solvers: cem, prior+cem, prior --------------------------------------------------------------
+@pytest.fixture(scope='module')
+def with_prior(checkpoint):
+    from lewm_ros.model.prior import ActionPrior, PriorConfig
+
+    torch.manual_seed(3)
+    cfg = checkpoint.config
+    prior = ActionPrior(PriorConfig(horizon=3, hidden=16), cfg.embed_dim, cfg.history, cfg.action_block_dim).eval()
+    torch.nn.init.normal_(prior.head.weight, std=0.5)  # a prior with opinions, some beyond the limits
+    torch.nn.init.normal_(prior.head.bias, std=2.0)
+    return Checkpoint(checkpoint.model, MEAN, STD, prior=prior)
+
+
+@pytest.mark.parametrize('solver', ['cem', 'prior+cem', 'prior'])
+def test_every_solver_respects_the_bounds_and_returns_finite_plans(with_prior, solver):
+    mpc = make_mpc(with_prior, mode='receding', horizon=4)  # longer than the prior's 3 blocks: padded
+    mpc.configure(mpc.cem.config, MPCConfig(mode='receding', execute_steps=FS, solver=solver))
+    plans, actions = run(mpc, 3 * FS)
+    assert plans and all(plan.finite and plan.blocks.shape == (4, FS * A) for plan in plans)
+    low, high = mpc.actuation.model_limits
+    assert all(np.all(plan.actions >= low - 1e-6) and np.all(plan.actions <= high + 1e-6) for plan in plans)
+    assert np.all(np.isfinite(actions))
+
+
+@pytest.mark.parametrize('observed', [0, 60, 120, 180, 240])
+def test_prior_and_cem_is_never_worse_than_the_priors_mean(with_prior, observed):
+    costs = {}
+    for solver in ('prior', 'prior+cem'):
+        mpc = make_mpc(with_prior, horizon=3)
+        mpc.configure(CEMConfig(samples=8, elites=2, iterations=2, horizon=3), MPCConfig(solver=solver))
+        mpc.observe(frame(observed))
+        costs[solver] = mpc.replan().cost
+    assert costs['prior+cem'] <= costs['prior'] + 1e-6  # the same cost function, the same observation
+
+
+def test_prior_solvers_need_a_prior(checkpoint):
+    mpc = make_mpc(checkpoint)
+    with pytest.raises(ValueError, match='action prior'):
+        mpc.configure(mpc.cem.config, MPCConfig(solver='prior'))

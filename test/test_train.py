@@ -169,3 +169,20 @@ def test_schedule_follows_the_official_curve_for_an_epoch_count():
     plain = Schedule.of(TrainConfig(steps=200, warmup_fraction=0.05, lr=lr), train_clips=10)
     assert (plain.steps, plain.horizon) == (200, 200) and plain.lr_at(199) < 1e-3 * lr
     assert Schedule.of(TrainConfig(epochs=10, batch_size=128), train_clips=1280, ranks=2).steps == 50
+
+
+def test_action_prior_section_trains_a_prior_that_beats_the_mean_action(tmp_path, bags):
+    out = tmp_path / 'with_prior'
+    config = write_config(tmp_path, bags, out)
+    raw = yaml.safe_load(config.read_text())
+    raw['prior'] = {'enabled': True, 'horizon': 3, 'hidden': 64, 'steps': 300, 'batch_size': 64}
+    config.write_text(yaml.safe_dump(raw))
+    result = run_trainer(config)
+    assert result.returncode == 0, result.stderr
+    ckpt = load_checkpoint(out / 'model.safetensors')
+    assert ckpt.prior is not None and ckpt.prior.cfg.horizon == 3
+    report = ckpt.metadata['prior']['report']
+    # at initialisation the prior is N(0, 1): NLL = 0.5 x the mean action's squared error; training lowers it
+    assert report['val_nll'] < 0.5 * report['mean_action_mse'] - 0.1
+    assert report['relative_mse'] < 0.9  # its mean predicts the expert's actions better than the mean action
+    torch.testing.assert_close(ckpt.model.state_dict(), params_of(out / 'last.safetensors'))  # the model is frozen

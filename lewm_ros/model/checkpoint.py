@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
+from .prior import ActionPrior, PriorConfig
 from .world_model import WorldModel
 
 FORMAT = 'lewm_ros.checkpoint.v1'
@@ -38,6 +39,7 @@ class Checkpoint:
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. the trainer's optimiser state
+    prior: ActionPrior | None = None  # the optional goal-conditioned action prior (lewm_ros.model.prior)
 
     @property
     def config(self) -> ModelConfig:
@@ -77,6 +79,7 @@ def save_checkpoint(
     action_std,
     metadata: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    prior: ActionPrior | None = None,
 ) -> Path:
     path = Path(path)
     cfg = model.cfg
@@ -88,6 +91,8 @@ def save_checkpoint(
     tensors['action.mean'] = torch.from_numpy(action_mean)
     tensors['action.std'] = torch.from_numpy(action_std)
     tensors.update({f'extra.{k}': v.detach().cpu().contiguous() for k, v in (extra_tensors or {}).items()})
+    if prior is not None:
+        tensors.update({f'prior.{k}': v.detach().cpu().contiguous() for k, v in prior.state_dict().items()})
     header = {
         'format': FORMAT,
         'config': json.dumps(cfg.to_dict()),
@@ -95,6 +100,8 @@ def save_checkpoint(
         'frameskip': str(cfg.frameskip),
         'metadata': json.dumps(metadata or {}),
     }
+    if prior is not None:
+        header['prior_config'] = json.dumps(prior.cfg.to_dict())
     from safetensors.torch import save_file  # imported here: the model runs where torch alone is installed
 
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
@@ -147,4 +154,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Che
     model.load_state_dict(state)
     if not (np.isfinite(action_mean).all() and np.isfinite(action_std).all() and (action_std > 0).all()):
         raise fail('action statistics are not finite and positive')
-    return Checkpoint(model.to(device).eval(), action_mean, action_std, metadata, path, extra)
+    prior = None
+    if 'prior_config' in header:  # optional: checkpoints without a prior load as before
+        try:
+            prior = ActionPrior(PriorConfig(**json.loads(header['prior_config'])), cfg.embed_dim, cfg.history,
+                                cfg.action_block_dim)
+            prior.load_state_dict({k.removeprefix('prior.'): v for k, v in tensors.items() if k.startswith('prior.')})
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise fail(f'malformed action prior: {e}') from None
+        prior = prior.to(device).eval()
+    return Checkpoint(model.to(device).eval(), action_mean, action_std, metadata, path, extra, prior)

@@ -159,7 +159,7 @@ class PlannerNode(LifecycleNode):
         config, cem, mpc_config = configs
         config.validate(self.checkpoint.config.action_dim if self.checkpoint is not None else None)
         cem.validate()
-        mpc_config.validate()
+        mpc_config.validate(self.checkpoint.prior is not None if self.checkpoint is not None else None)
 
     def _fixed(self, name: str) -> str | None:
         if self._state_id() == StateMsg.PRIMARY_STATE_UNCONFIGURED:
@@ -190,6 +190,7 @@ class PlannerNode(LifecycleNode):
             device = config.resolved_device()
             checkpoint = load_checkpoint(config.checkpoint or DEFAULT_CHECKPOINT, device)
             config.validate(checkpoint.config.action_dim)
+            mpc_config.validate(checkpoint.prior is not None)
             goal = _read_image(config.goal_image_file, checkpoint.config.image_size) if config.goal_image_file \
                 else None
         except (CheckpointError, ValueError, OSError) as err:

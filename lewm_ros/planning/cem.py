@@ -104,12 +104,16 @@ class CEM:
 
     @torch.inference_mode()
     def plan(self, cost_fn: CostFn, warm_start: torch.Tensor | None = None, horizon: int | None = None,
-             seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             seed: int | None = None, init_std: torch.Tensor | None = None,
+             keep_best: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Minimise ``cost_fn`` over (horizon, K) block sequences; returns the final mean and its cost.
 
-        warm_start: (horizon, K) initial mean (the previous plan, shifted); None starts from 0 (the mean
-        action of the training data). The current mean is always one of the candidates, so a good warm
-        start is never lost to sampling noise. seed: restart the noise from it (None: carry on).
+        warm_start: (horizon, K) initial mean (the previous plan, shifted, or the action prior's mean); None
+        starts from 0 (the mean action of the training data). The current mean is always one of the
+        candidates, so a good warm start is never lost to sampling noise. init_std: (horizon, K) initial std
+        (the prior's) instead of ``init_std``. keep_best: return the best candidate scored when it beats the
+        final mean, so the plan is never worse than the warm start (kept on the device: no host sync).
+        seed: restart the noise from it (None: carry on).
         """
         cfg, K = self.config, self.low.shape[0]
         if seed is not None:
@@ -117,17 +121,27 @@ class CEM:
         H = horizon or cfg.horizon
         mean = torch.zeros(H, K, device=self.low.device) if warm_start is None else warm_start  # (H, K)
         mean = mean.clamp(self.low, self.high)  # (H, K)
-        std = torch.full((H, K), cfg.init_std, device=self.low.device)  # (H, K)
+        std = torch.full((H, K), cfg.init_std, device=self.low.device) if init_std is None else init_std  # (H, K)
+        best, best_cost = mean, torch.tensor(float('inf'), device=mean.device)  # (H, K), ()
         for _ in range(cfg.iterations):
             noise = coloured_noise(cfg.samples, H * K // self.action_dim, self.action_dim, cfg.noise_beta,
                                    self.generator, mean.device).reshape(cfg.samples, H, K)  # (N, H, K)
             noise[0] = 0.0  # (H, K): candidate 0 is the mean itself
             candidates = (mean + std * noise).clamp(self.low, self.high)  # (N, H, K)
             costs = cost_fn(candidates)  # (N,)
-            elites = candidates[costs.topk(cfg.elites, largest=False).indices]  # (E, H, K)
+            ranked = costs.topk(cfg.elites, largest=False)
+            elites = candidates[ranked.indices]  # (E, H, K)
+            if keep_best:
+                better = ranked.values[0] < best_cost  # ()
+                best = torch.where(better, elites[0], best)  # (H, K)
+                best_cost = torch.where(better, ranked.values[0], best_cost)  # ()
             mean = elites.mean(dim=0)  # (H, K)
             std = elites.std(dim=0, correction=0).clamp_min(cfg.min_std)  # (H, K)
-        return mean, cost_fn(mean[None])[0]  # (H, K), ()
+        final_cost = cost_fn(mean[None])[0]  # ()
+        if keep_best:
+            better = best_cost < final_cost
+            return torch.where(better, best, mean), torch.where(better, best_cost, final_cost)
+        return mean, final_cost  # (H, K), ()
 
 
 OBJECTIVES = ('final', 'closest')

@@ -39,6 +39,7 @@ from lewm_ros.planning.cem import CEM, OBJECTIVES, CEMConfig, LatentCost, normal
 from lewm_ros.settings import check_settings, setting
 
 MODES = ('paper', 'receding', 'shrinking')
+SOLVERS = ('cem', 'prior+cem', 'prior')
 ACTION_KINDS = ('velocity', 'position')
 
 
@@ -54,9 +55,17 @@ class MPCConfig:
                                          'also costs the path, not only its end)', low=0.0, high=1e6, live=True)
     objective: str = setting('final', "final: cost after the last block (the paper's); closest: after the block "
                              'closest to the goal, executed up to it', choices=OBJECTIVES, live=True)
+    solver: str = setting('cem', 'cem: the search alone; prior+cem: the action prior seeds the search (mean, std) '
+                          "and the plan is never worse than the prior's mean; prior: the prior's mean, no search "
+                          '(about a millisecond); the prior modes need a checkpoint with an action prior',
+                          choices=SOLVERS, live=True)
 
-    def validate(self) -> None:
+    def validate(self, has_prior: bool | None = None) -> None:
+        """Raise ValueError with the reason; ``has_prior``: whether the checkpoint has an action prior."""
         check_settings(self, 'mpc.')
+        if has_prior is False and self.solver != 'cem':
+            raise ValueError(f'mpc.solver {self.solver} needs a checkpoint with an action prior (train one with '
+                             "lewm-train's prior section); this checkpoint has none")
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,7 @@ class MPC:
 
     def configure(self, cem: CEMConfig, config: MPCConfig, actuation: Actuation | None = None) -> None:
         """New search and loop settings (and actuation); they take effect at the next plan."""
-        config.validate()
+        config.validate(self.checkpoint.prior is not None)
         if actuation is not None:
             if actuation.low.shape != (self.action_dim,):
                 raise ValueError(f'action limits must have {self.action_dim} values each, got '
@@ -255,7 +264,18 @@ class MPC:
                           request.config.objective)
         warm = None if request.warm_start is None else torch.as_tensor(request.warm_start, device=device)  # (H, K)
         seed = request.cem.config.seed * 1_000_003 + request.step
-        mean, final_cost = request.cem.plan(cost, warm, request.horizon, seed=seed)  # (H, K), ()
+        solver, cem = request.config.solver, request.cem
+        if solver == 'cem':
+            mean, final_cost = cem.plan(cost, warm, request.horizon, seed=seed)  # (H, K), ()
+        else:
+            prior_mean, prior_std = self._prior(observed, request.goal, request.horizon)  # (H, K), (H, K)
+            if solver == 'prior':
+                mean = prior_mean.clamp(cem.low, cem.high)  # (H, K)
+                final_cost = cost(mean[None])[0]  # ()
+            else:
+                std = prior_std.clamp(cem.config.min_std, cem.config.init_std)  # (H, K)
+                mean, final_cost = cem.plan(cost, prior_mean, request.horizon, seed=seed, init_std=std,
+                                            keep_best=True)
         arrival = cost.arrival(mean)  # ()
         surprise = None
         if n >= 2:  # how wrong the model was about the frame the last executed block led to
@@ -267,6 +287,17 @@ class MPC:
         actions = np.clip(raw, *request.actuation.model_limits).astype(np.float32)  # (H*fs, A)
         return Plan(request.step, request.episode, blocks_out, actions, int(arrival), float(final_cost), surprise,
                     time.perf_counter() - started)
+
+    def _prior(self, observed: torch.Tensor, goal: torch.Tensor, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The action prior's mean and std (horizon, K) for observed (1, T0, D) and goal (D,): blocks past the
+        prior's own horizon are the data's mean action (0) with the search's initial std."""
+        mean, std = self.checkpoint.prior(observed, goal[None])  # (1, Hp, K) each
+        mean, std = mean[0, :horizon], std[0, :horizon]  # (<=H, K)
+        missing = horizon - mean.shape[0]
+        if missing > 0:
+            mean = torch.cat([mean, mean.new_zeros(missing, mean.shape[1])])  # (H, K)
+            std = torch.cat([std, std.new_full((missing, std.shape[1]), self.cem.config.init_std)])  # (H, K)
+        return mean, std
 
     def install(self, plan: Plan) -> bool:
         """Adopt ``plan`` minus the steps executed since its request; False (and nothing to execute) when it

@@ -33,7 +33,7 @@ from lewm_ros.data.bags import BagReader
 from lewm_ros.data.ingest import find_bags
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.planning.cem import OBJECTIVES, CEMConfig
-from lewm_ros.planning.mpc import MODES, MPC, Actuation, MPCConfig
+from lewm_ros.planning.mpc import MODES, MPC, SOLVERS, Actuation, MPCConfig
 from lewm_ros.sim import WORLDS, make_world
 from lewm_ros.sim.policies import RandomPolicy
 from lewm_ros.sim.two_room import room_of
@@ -141,6 +141,7 @@ def run_episode(world: World, pair: Pair, budget: int, policy, frames: list | No
 class PlannerPolicy:
     def __init__(self, mpc: MPC):
         self.mpc = mpc
+        self.plan_seconds: list[float] = []  # decision time of every plan made
 
     def begin(self, world: World, pair: Pair):
         self.mpc.reset()
@@ -149,7 +150,7 @@ class PlannerPolicy:
     def act(self, world: World) -> np.ndarray:
         self.mpc.observe(world.render())
         if self.mpc.needs_plan:
-            self.mpc.replan()
+            self.plan_seconds.append(self.mpc.replan().seconds)
         return self.mpc.act()
 
 
@@ -248,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--budget', type=int, default=50, help='control steps per episode')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda', 'auto'])
-    choices = {'mode': MODES, 'objective': OBJECTIVES}
+    choices = {'mode': MODES, 'objective': OBJECTIVES, 'solver': SOLVERS}
     for config in (CEMConfig, MPCConfig):  # the search and the loop around it, as the node's cem.* and mpc.*
         for item in fields(config):
             if item.name != 'seed':  # --seed above seeds everything
@@ -296,8 +297,11 @@ def run(argv=None) -> dict:
                  else world_pairs(world, args.episodes, args.seed, SUBSETS[subset]))
         entry = {'pairs': [{k: v for k, v in asdict(p).items() if k != 'actions'} for p in pairs]}
         frames = [] if args.gif else None
-        entry['planner'] = evaluate(world, pairs, args.budget, PlannerPolicy(mpc), f'{subset} planner',
-                                    not args.no_progress, frames)
+        planner = PlannerPolicy(mpc)
+        entry['planner'] = evaluate(world, pairs, args.budget, planner, f'{subset} planner', not args.no_progress,
+                                    frames)
+        p50, p90 = np.percentile(1000 * np.array(planner.plan_seconds), [50, 90])
+        entry['planner'].update(plans=len(planner.plan_seconds), plan_ms_p50=float(p50), plan_ms_p90=float(p90))
         if frames:
             args.out.mkdir(parents=True, exist_ok=True)
             imageio.mimsave(args.out / f'episode_{subset}.gif', frames, duration=0.1, loop=0)
@@ -318,8 +322,9 @@ def run(argv=None) -> dict:
         for policy in POLICY_COLOURS:
             if policy in entry:
                 r = entry[policy]
+                timing = f"  plans p50 {r['plan_ms_p50']:.0f} ms, p90 {r['plan_ms_p90']:.0f} ms" if 'plans' in r else ''
                 print(f"{subset:12s} {policy:8s} {100 * r['success_rate']:7.1f}%  "
-                      f"[{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]")
+                      f"[{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]{timing}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'results.json').write_text(json.dumps(results, indent=1))
     if not args.no_random:

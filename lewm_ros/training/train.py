@@ -1,12 +1,15 @@
 """Offline LeWM trainer: ``lewm-train --config training/configs/NAME.yaml [key=value ...]``.
 
 A plain PyTorch loop. The YAML maps 1:1 onto dataclasses: ``preset`` picks the starting ModelConfig,
-``model`` overrides its fields, ``train`` is TrainConfig and ``data`` is DataConfig (defaults live in
-those dataclasses only). Overrides use dotted keys: ``train.steps=200 model.predictor.depth=2``.
+``model`` overrides its fields, ``train`` is TrainConfig, ``data`` is DataConfig and ``prior`` the
+optional action prior's PriorTrainConfig (defaults live in those dataclasses only). Overrides use dotted
+keys: ``train.steps=200 model.predictor.depth=2``.
 
 Outputs in ``train.out_dir``: ``last.safetensors`` (weights + optimiser state, every
 ``checkpoint_every`` steps, atomic), ``model.safetensors`` (final weights, for the planner),
 ``metrics.csv``, ``curves.png``, ``config.yaml``. ``--resume`` continues from ``last.safetensors``.
+With ``prior.enabled: true`` the goal-conditioned action prior is then trained on the frozen model and
+stored in ``model.safetensors``; ``prior.init_from=CKPT`` trains only the prior of an existing checkpoint.
 
 Reproducibility: a step's batch and dropout noise are functions of (seed, rank, step) alone, and
 SIGReg's directions of the step, so a resumed run retraces the uninterrupted one exactly on CPU.
@@ -42,6 +45,7 @@ from lewm_ros.data.ingest import IngestConfig, ingest
 from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lewm_ros.model.config import ModelConfig, dataclass_from_dict, preset
 from lewm_ros.model.world_model import WorldModel
+from lewm_ros.training.prior import PriorTrainConfig, train_prior
 from lewm_ros.training.probe import linear_probe
 
 
@@ -93,10 +97,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     action_dim_from_data: bool = True  # model.action_dim not given: take the cache's
+    prior: PriorTrainConfig = field(default_factory=PriorTrainConfig)
 
     def to_dict(self) -> dict:
-        return {'preset': self.preset, 'model': self.model.to_dict(),
-                'train': dataclasses.asdict(self.train), 'data': dataclasses.asdict(self.data)}
+        return {'preset': self.preset, 'model': self.model.to_dict(), 'train': dataclasses.asdict(self.train),
+                'data': dataclasses.asdict(self.data), 'prior': dataclasses.asdict(self.prior)}
 
 
 class TrainingDivergedError(RuntimeError):
@@ -131,15 +136,16 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> RunConfig
         if not sep:
             raise ValueError(f'override {item!r} is not key=value')
         _set_dotted(raw, key, yaml.safe_load(value))
-    unknown = sorted(set(raw) - {'preset', 'model', 'train', 'data'})
+    unknown = sorted(set(raw) - {'preset', 'model', 'train', 'data', 'prior'})
     if unknown:
-        raise ValueError(f'unknown top-level config key(s) {unknown}; known: preset, model, train, data')
+        raise ValueError(f'unknown top-level config key(s) {unknown}; known: preset, model, train, data, prior')
     name = raw.get('preset', 'small')
     model_overrides = raw.get('model') or {}
     model = ModelConfig.from_dict(_merge(preset(name).to_dict(), model_overrides))
     return RunConfig(name, model, dataclass_from_dict(TrainConfig, raw.get('train') or {}, 'train'),
                      dataclass_from_dict(DataConfig, raw.get('data') or {}, 'data'),
-                     action_dim_from_data='action_dim' not in model_overrides)
+                     action_dim_from_data='action_dim' not in model_overrides,
+                     prior=dataclass_from_dict(PriorTrainConfig, raw.get('prior') or {}, 'prior'))
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -487,6 +493,23 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
     return final, model
 
 
+def add_prior(cfg: RunConfig, progress: bool = True) -> Path:
+    """Train the action prior on the run's model (or ``prior.init_from``) and write OUT_DIR/model.safetensors
+    with it; the world model's weights are unchanged."""
+    source = Path(cfg.prior.init_from or Path(cfg.train.out_dir) / 'model.safetensors')
+    ckpt = load_checkpoint(source)
+    if not cfg.data.cache:
+        raise ValueError('the action prior trains on data.cache: set it')
+    prior, report = train_prior(ckpt, cfg.data.cache, cfg.prior, cfg.data.val_fraction, cfg.train.seed, progress)
+    out = Path(cfg.train.out_dir) / 'model.safetensors'
+    metadata = {**ckpt.metadata, 'prior': {'config': dataclasses.asdict(cfg.prior), 'report': report}}
+    save_checkpoint(out, ckpt.model, ckpt.action_mean, ckpt.action_std, metadata=metadata, prior=prior)
+    print(f"action prior: held-out NLL {report['val_nll']:.3f}, mean-squared error {report['val_mse']:.3f} "
+          f"against {report['mean_action_mse']:.3f} for the mean action ({report['relative_mse']:.2f}x); "
+          f'wrote {out}', flush=True)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', help='training YAML (training/configs/*.yaml)')
@@ -499,7 +522,10 @@ def main(argv=None):
     except (OSError, ValueError, TypeError) as err:
         raise SystemExit(f'lewm-train: bad configuration: {err}') from None
     try:
-        train(cfg, resume=args.resume, progress=not args.no_progress)
+        if not cfg.prior.init_from:
+            train(cfg, resume=args.resume, progress=not args.no_progress)
+        if cfg.prior.enabled or cfg.prior.init_from:
+            add_prior(cfg, progress=not args.no_progress)
     except TrainingDivergedError as err:
         print(f'lewm-train: {err}', file=sys.stderr)
         raise SystemExit(1) from None

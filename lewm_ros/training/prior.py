@@ -1,0 +1,124 @@
+"""Training the goal-conditioned action prior on a frozen world model (``lewm-train`` ``prior:`` section).
+
+Examples are clips of the training cache: the ``history`` frames the planner would observe, the goal =
+the frame ``horizon`` blocks after the last of them, and the target = the ``horizon`` action blocks that
+led there, in the checkpoint's normalised units. Every frame of the cache is encoded once by the frozen
+model, so a step is one small MLP pass: minutes on 2 CPU cores. The split into training and validation
+episodes is the world model's (by episode key). Reported: the held-out Gaussian NLL, and the held-out
+mean squared error of the prior's mean against that of the data's mean action (0): below 1 means the
+prior knows something about where the actions go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lewm_ros.data.actions import ActionStats
+from lewm_ros.data.cache import TrainingCache
+from lewm_ros.data.clips import ClipDataset
+from lewm_ros.model.checkpoint import Checkpoint
+from lewm_ros.model.prior import ActionPrior, PriorConfig
+
+
+@dataclass
+class PriorTrainConfig:
+    enabled: bool = False  # train a prior after the world model (or on `init_from`)
+    init_from: str = ''  # a trained checkpoint: train only its prior (the world model's run is skipped)
+    horizon: int = 5  # blocks; match the planner's cem.horizon
+    hidden: int = 512
+    depth: int = 2
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    encode_batch: int = 512
+
+    def __post_init__(self):
+        if min(self.horizon, self.hidden, self.depth, self.steps, self.batch_size, self.encode_batch) < 1:
+            raise ValueError('prior horizon, hidden, depth, steps, batch_size and encode_batch must be >= 1')
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError('need prior.lr > 0 and prior.weight_decay >= 0')
+
+    def model_config(self) -> PriorConfig:
+        return PriorConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(PriorConfig)})
+
+
+class PriorExamples:
+    """(history embeddings, goal embedding, target blocks) gathered from a split of the cache."""
+
+    def __init__(self, cache: TrainingCache, embeddings: torch.Tensor, ckpt: Checkpoint, horizon: int, split: str,
+                 val_fraction: float):
+        cfg = ckpt.config
+        self.history, self.horizon, self.embeddings = cfg.history, horizon, embeddings
+        # clips of history + horizon frames: the observed ones, then the horizon blocks to the goal
+        self.clips = ClipDataset(cache, history=cfg.history + horizon - 1, frameskip=cfg.frameskip, split=split,
+                                 val_fraction=val_fraction, action_stats=ActionStats(ckpt.action_mean, ckpt.action_std))
+        self.offsets = np.arange(cfg.history + horizon) * cfg.frameskip  # (T + H,)
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """history (B, T, D), goal (B, D), target (B, H, K)."""
+        starts = self.clips.starts[indices]  # (B,)
+        frames = self.cache.step_frame[starts[:, None] + self.offsets]  # (B, T + H) frame indices
+        emb = self.embeddings[torch.as_tensor(frames)]  # (B, T + H, D)
+        raw = self.cache.actions[starts[:, None] + np.arange(len(self.offsets) * self.clips.frameskip)]
+        blocks = self.clips.action_stats.normalize(raw).reshape(len(starts), len(self.offsets), -1)  # (B, T+H, K)
+        target = torch.as_tensor(blocks[:, self.history - 1:self.history - 1 + self.horizon])  # (B, H, K)
+        return emb[:, :self.history], emb[:, -1], target
+
+
+@torch.inference_mode()
+def encode_cache(ckpt: Checkpoint, cache: TrainingCache, batch: int, progress: bool) -> torch.Tensor:
+    """(F, D) embeddings of every frame of the cache, by the frozen model."""
+    model, device = ckpt.model.eval(), next(ckpt.model.parameters()).device
+    chunks = []
+    for start in tqdm(range(0, len(cache.frames), batch), desc='encoding the cache', unit='batch',
+                      disable=not progress):
+        chunks.append(model.encode(torch.as_tensor(np.asarray(cache.frames[start:start + batch]), device=device)))
+    return torch.cat(chunks).float().cpu()
+
+
+def train_prior(ckpt: Checkpoint, cache_dir, cfg: PriorTrainConfig, val_fraction: float = 0.1, seed: int = 0,
+                progress: bool = True) -> tuple[ActionPrior, dict]:
+    """A trained ``ActionPrior`` for ``ckpt`` (frozen) and a report of its held-out fit."""
+    cache = TrainingCache(cache_dir)
+    embeddings = encode_cache(ckpt, cache, cfg.encode_batch, progress)
+    train_set, val_set = (PriorExamples(cache, embeddings, ckpt, cfg.horizon, split, val_fraction)
+                          for split in ('train', 'val'))
+    if not len(train_set):
+        raise ValueError(f'cache {cache_dir}: no clip spans {ckpt.config.history + cfg.horizon} frames at stride '
+                         f'{ckpt.config.frameskip}; lower prior.horizon or record longer episodes')
+    torch.manual_seed(seed)
+    prior = ActionPrior(cfg.model_config(), ckpt.config.embed_dim, ckpt.config.history, ckpt.config.action_block_dim)
+    optimiser = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(seed)
+    bar = tqdm(range(cfg.steps), desc='action prior', unit='step', disable=not progress)
+    for step in bar:
+        for group in optimiser.param_groups:  # cosine to zero
+            group['lr'] = cfg.lr * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
+        history, goal, target = train_set.batch(rng.integers(0, len(train_set), cfg.batch_size))
+        loss = ActionPrior.nll(*prior(history, goal), target)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if step % 100 == 0:
+            bar.set_postfix(nll=f'{loss.item():.3f}')
+    prior.eval()
+    report = {'train_examples': len(train_set), 'val_examples': len(val_set), 'steps': cfg.steps}
+    check = val_set if len(val_set) else train_set
+    with torch.inference_mode():
+        history, goal, target = check.batch(np.random.default_rng(seed + 1).integers(0, len(check), 4096))
+        mean, std = prior(history, goal)
+        report.update(val_nll=float(ActionPrior.nll(mean, std, target)),
+                      val_mse=float((mean - target).square().mean()),
+                      mean_action_mse=float(target.square().mean()))
+    report['relative_mse'] = report['val_mse'] / max(report['mean_action_mse'], 1e-12)
+    return prior, report

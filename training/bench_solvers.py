@@ -1,0 +1,86 @@
+"""Success against decision time for each planner solver and search budget, on the same pairs, in one run.
+
+    python training/bench_solvers.py --checkpoint runs/push_t_small/model.safetensors --world push_t \
+        --pairs out/push_t/heldout --episodes 50 --goal-offset 25 --budget 50 --out out/push_t/solvers
+
+Solvers (``mpc.solver``): ``cem`` (the search alone), ``prior+cem`` (the action prior seeds it) and
+``prior`` (the prior's mean, no search; run once, it has no budget). Budgets are CEM samples x elites x
+iterations. Every row is a ``lewm-eval`` run on the same pairs and seed, so rows differ only in the
+planner; decision time is the p50 / p90 of the plans' wall-clock time on this machine (name the CPU when
+you quote it). Any other ``lewm-eval`` option (e.g. ``--horizon 5 --mode receding``) is passed through.
+Prints a table, writes ``solvers.json`` and ``solvers.png`` (success against p50 decision time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lewm_ros.training import evaluate
+
+SOLVERS = ('cem', 'prior+cem', 'prior')
+
+
+def budget_args(budget: str) -> list[str]:
+    samples, elites, iterations = (int(v) for v in budget.split('x'))
+    return ['--samples', str(samples), '--elites', str(elites), '--iterations', str(iterations)]
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for solver, marker in zip(SOLVERS, 'osD', strict=True):
+        mine = sorted((r for r in rows if r['solver'] == solver), key=lambda r: r['plan_ms_p50'])
+        if mine:
+            ax.plot([r['plan_ms_p50'] for r in mine], [r['success'] for r in mine], marker=marker, label=solver)
+            for r in mine:
+                ax.annotate(r['budget'], (r['plan_ms_p50'], r['success']), fontsize=7, xytext=(3, 3),
+                            textcoords='offset points')
+    ax.set_xscale('log')
+    ax.set_xlabel('decision time per plan, p50 (ms)')
+    ax.set_ylabel('success %')
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--budgets', nargs='+', default=['300x30x30', '64x8x3', '32x4x2'])
+    parser.add_argument('--solvers', nargs='+', default=list(SOLVERS), choices=SOLVERS)
+    parser.add_argument('--out', type=Path, default=Path('out/solvers'))
+    args, passed = parser.parse_known_args(argv)
+    rows = []
+    for solver in args.solvers:
+        for budget in args.budgets if solver != 'prior' else ['-']:
+            label = f'{solver} {budget}'
+            search = budget_args(budget) if budget != '-' else budget_args(args.budgets[0])
+            folder = args.out / f"{solver.replace('+', '_')}_{budget}"
+            results = evaluate.run([*passed, *search, '--solver', solver, '--no-random', '--no-replay',
+                                    '--subsets', 'standard', '--no-progress', '--out', str(folder)])
+            entry = results['subsets']['standard']['planner']
+            rows.append({'solver': solver, 'budget': budget, 'success': 100 * entry['success_rate'],
+                         'ci95': [100 * b for b in entry['ci95']], 'episodes': entry['episodes'],
+                         'plan_ms_p50': entry['plan_ms_p50'], 'plan_ms_p90': entry['plan_ms_p90']})
+            print(f"{label:22s} success {rows[-1]['success']:5.1f}%  plans p50 {entry['plan_ms_p50']:8.1f} ms  "
+                  f"p90 {entry['plan_ms_p90']:8.1f} ms", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / 'solvers.json').write_text(json.dumps(rows, indent=1))
+    plot(rows, args.out / 'solvers.png', f"{results['world']}: success against decision time")
+    print('\n| solver | budget | success | plan p50 | plan p90 |\n|---|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['solver']} | {r['budget']} | {r['success']:.0f}% [{r['ci95'][0]:.0f}, {r['ci95'][1]:.0f}] "
+              f"(n={r['episodes']}) | {r['plan_ms_p50']:.0f} ms | {r['plan_ms_p90']:.0f} ms |")
+    return rows
+
+
+if __name__ == '__main__':
+    main()
