@@ -124,6 +124,8 @@ class World(ABC):
 
     def step(self, action):
         """Clip ``action`` to the action space and advance one control period."""
+        if self.goal is None:
+            raise RuntimeError(f'{self.name}: call reset() (or set_goal) before step()')
         action = np.asarray(action, dtype=np.float64)
         if action.shape != self.action_space.shape or not np.all(np.isfinite(action)):
             raise ValueError(f'{self.name}: action must be finite with shape {self.action_space.shape}, '

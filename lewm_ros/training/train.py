@@ -500,6 +500,9 @@ def add_prior(cfg: RunConfig, progress: bool = True) -> Path:
     ckpt = load_checkpoint(source)
     if not cfg.data.cache:
         raise ValueError('the action prior trains on data.cache: set it')
+    if cfg.prior.init_from and cfg.data.bags:  # no world-model run ingested them
+        ingest_cfg = IngestConfig(**{**cfg.data.ingest, 'image_size': ckpt.config.image_size})
+        print(ingest(cfg.data.bags, cfg.data.cache, ingest_cfg).summary(), flush=True)
     prior, report = train_prior(ckpt, cfg.data.cache, cfg.prior, cfg.data.val_fraction, cfg.train.seed, progress)
     out = Path(cfg.train.out_dir) / 'model.safetensors'
     metadata = {**ckpt.metadata, 'prior': {'config': dataclasses.asdict(cfg.prior), 'report': report}}
