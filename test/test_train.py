@@ -182,7 +182,6 @@ def test_action_prior_section_trains_a_prior_that_beats_the_mean_action(tmp_path
     ckpt = load_checkpoint(out / 'model.safetensors')
     assert ckpt.prior is not None and ckpt.prior.cfg.horizon == 3
     report = ckpt.metadata['prior']['report']
-    # at initialisation the prior is N(0, 1): NLL = 0.5 x the mean action's squared error; training lowers it
-    assert report['val_nll'] < 0.5 * report['mean_action_mse'] - 0.1
-    assert report['relative_mse'] < 0.9  # its mean predicts the expert's actions better than the mean action
+    assert report['train_nll_end'] < report['train_nll_start'] - 0.1  # training lowers its loss
+    assert report['relative_mse'] < 0.9  # on held-out episodes its mean beats the mean action
     torch.testing.assert_close(ckpt.model.state_dict(), params_of(out / 'last.safetensors'))  # the model is frozen

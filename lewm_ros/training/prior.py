@@ -101,6 +101,7 @@ def train_prior(ckpt: Checkpoint, cache_dir, cfg: PriorTrainConfig, val_fraction
     optimiser = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(seed)
     bar = tqdm(range(cfg.steps), desc='action prior', unit='step', disable=not progress)
+    losses = []
     for step in bar:
         for group in optimiser.param_groups:  # cosine to zero
             group['lr'] = cfg.lr * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
@@ -109,10 +110,13 @@ def train_prior(ckpt: Checkpoint, cache_dir, cfg: PriorTrainConfig, val_fraction
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        losses.append(loss.item())
         if step % 100 == 0:
             bar.set_postfix(nll=f'{loss.item():.3f}')
     prior.eval()
-    report = {'train_examples': len(train_set), 'val_examples': len(val_set), 'steps': cfg.steps}
+    window = max(1, min(100, cfg.steps // 10))
+    report = {'train_examples': len(train_set), 'val_examples': len(val_set), 'steps': cfg.steps,
+              'train_nll_start': float(np.mean(losses[:window])), 'train_nll_end': float(np.mean(losses[-window:]))}
     check = val_set if len(val_set) else train_set
     with torch.inference_mode():
         history, goal, target = check.batch(np.random.default_rng(seed + 1).integers(0, len(check), 4096))
