@@ -127,7 +127,7 @@ class Monitor:
 
     def _on_state(self, msg):
         with self.lock:
-            if self.commands:
+            if self.commands:  # from the first command on (a start state delivered after it is skipped later)
                 self.states.append(np.asarray(msg.data))
 
     def _on_command(self, msg):
@@ -236,14 +236,19 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, episodes: int = 8, max_steps
             goals = monitor.planner_goals
             monitor.reset()
             episode = Episode(seed + index + 1)
-            world.reset(seed=episode.seed)  # the sim's episode, replayed here for its goal state
+            start, _ = world.reset(seed=episode.seed)  # the sim's episode, replayed here for its goal state
             monitor.wait_for(lambda goals=goals: monitor.planner_goals > goals, 'the planner to take the new goal')
             monitor.start_episode(episode, record_frames=out_dir is not None and index == 0)
             monitor.set_enabled(True)
+            # DDS may deliver the start state after the first command: then it is recorded first, and skipped
+            monitor.wait_for(lambda: len(monitor.states) > 0, 'the first step', 30.0)
+            with monitor.lock:
+                skip = int(np.array_equal(monitor.states[0], start))
             while not episode.success and episode.steps < max_steps:
-                monitor.wait_for(lambda steps=episode.steps: len(monitor.states) > steps, 'the next step', 30.0)
+                monitor.wait_for(lambda needed=episode.steps + skip: len(monitor.states) > needed, 'the next step',
+                                 30.0)
                 with monitor.lock:
-                    state = monitor.states[episode.steps]
+                    state = monitor.states[episode.steps + skip]
                 episode.steps += 1
                 episode.distances.append(world.goal_distance(state, world.goal))
                 episode.success = world.solved(state, world.goal)

@@ -119,6 +119,9 @@ def train_prior(ckpt: Checkpoint, cache_dir, cfg: PriorTrainConfig, val_fraction
               'train_nll_start': float(np.mean(losses[:window])), 'train_nll_end': float(np.mean(losses[-window:]))}
     check = val_set if len(val_set) else train_set
     with torch.inference_mode():
+        history, goal, target = train_set.batch(np.random.default_rng(seed + 2).integers(0, len(train_set), 4096))
+        report['train_relative_mse'] = float((prior(history, goal)[0] - target).square().mean()
+                                             / target.square().mean().clamp_min(1e-12))
         history, goal, target = check.batch(np.random.default_rng(seed + 1).integers(0, len(check), 4096))
         mean, std = prior(history, goal)
         report.update(val_nll=float(ActionPrior.nll(mean, std, target)),
