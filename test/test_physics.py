@@ -11,16 +11,21 @@ from lewm_ros.sim.push_t import BLOCK_FILL
 from lewm_ros.training.physics import TELEPORT_MIN_PX, expert_trajectory, render_variant, run
 
 
+def rendered_variants(world, steps: int, seed: int, event: int):
+    """The three renderings of one expert trajectory, checked to differ from the plain one only from the event on."""
+    states, actions = expert_trajectory(world, steps, seed=seed)
+    rng = np.random.default_rng(0)
+    plain, colour, teleport = (render_variant(world, states, actions, variant, event, rng)
+                               for variant in ('unperturbed', 'colour change', 'teleport'))
+    np.testing.assert_array_equal(colour[:event], plain[:event])
+    np.testing.assert_array_equal(teleport[:event], plain[:event])
+    assert all((colour[t] != plain[t]).any() for t in range(event, steps + 1))
+    return plain, colour, teleport
+
+
 def test_perturbations_change_only_what_they_claim_from_the_event_on():
     world = make_world('two_room')
-    states, actions = expert_trajectory(world, 30, seed=5)
-    rng = np.random.default_rng(0)
-    plain = render_variant(world, states, actions, 'unperturbed', 15, rng)
-    colour = render_variant(world, states, actions, 'colour change', 15, rng)
-    teleport = render_variant(world, states, actions, 'teleport', 15, rng)
-    np.testing.assert_array_equal(colour[:15], plain[:15])
-    np.testing.assert_array_equal(teleport[:15], plain[:15])
-    assert all((colour[t] != plain[t]).any() for t in range(15, 31))
+    plain, _, teleport = rendered_variants(world, 30, seed=5, event=15)
     red = plain[15].astype(int)[..., 0] - plain[15].astype(int)[..., 2]
     moved = teleport[15].astype(int)[..., 0] - teleport[15].astype(int)[..., 2]
     # the agent's brightest red pixel jumped at least the teleport distance (in 64 px units)
@@ -43,14 +48,7 @@ def test_report_end_to_end(tmp_path):
 
 def test_push_t_perturbs_the_block():
     world = make_world('push_t')
-    states, actions = expert_trajectory(world, 20, seed=2)
-    rng = np.random.default_rng(0)
-    plain = render_variant(world, states, actions, 'unperturbed', 10, rng)
-    colour = render_variant(world, states, actions, 'colour change', 10, rng)
-    teleport = render_variant(world, states, actions, 'teleport', 10, rng)
-    np.testing.assert_array_equal(colour[:10], plain[:10])
-    np.testing.assert_array_equal(teleport[:10], plain[:10])
-    assert all((colour[t] != plain[t]).any() for t in range(10, 21))
+    plain, _, teleport = rendered_variants(world, 20, seed=2, event=10)
     block = lambda frame: np.argwhere((frame == BLOCK_FILL).all(axis=-1)).mean(axis=0)  # noqa: E731
     assert np.linalg.norm(block(teleport[10]) - block(plain[10])) * 512 / 64 > TELEPORT_MIN_PX / 2
     assert world.block_color == BLOCK_FILL  # the world is left as it was

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from lewm_ros.sim.push_t import ACTION_SCALE, angle_error
+from lewm_ros.sim.push_t import ACTION_SCALE, angle_error, to_world
 from lewm_ros.sim.two_room import DOOR_CENTRE, SIZE, SPEED, WALL_BAND, WALL_CENTRE, room_of
 from lewm_ros.sim.world import World, wrap_angle
 
@@ -43,10 +43,14 @@ class NoisyExpert(ABC):
         """Pick a fresh target of the expert's own (the world's goal is unchanged)."""
         self.target = self.world.sample_goal(self.rng)
 
+    def reached(self, state: np.ndarray) -> bool:
+        """Whether ``state`` has reached the current target (then a new one is drawn)."""
+        return self.world.solved(state, self.target)
+
     def act(self) -> np.ndarray:
         space = self.world.action_space
         state = self.world.get_state()
-        if self.retarget and self.world.solved(state, self.target):
+        if self.retarget and self.reached(state):
             self.new_target()
         half_range = (space.high - space.low) / 2.0
         noise = self.rng.normal(0.0, self.noise, size=space.shape) * half_range
@@ -184,14 +188,10 @@ class PushTExpert(NoisyExpert):
     turn_gain = 40.0  # px of lateral contact offset per radian of angle error
     max_offset = 45.0
 
-    def act(self) -> np.ndarray:
-        world, target = self.world, self.target
-        if self.retarget and (np.linalg.norm(world.block_com(world.get_state()) - world.block_com(target)) < 15.0
-                              and angle_error(world.get_state()[4], target[4]) < np.deg2rad(15.0)):
-            self.new_target()
-        space = world.action_space
-        noise = self.rng.normal(0.0, self.noise, size=space.shape)
-        return space.clip(self.clean_action(world.get_state()) + noise)
+    def reached(self, state: np.ndarray) -> bool:  # the block's pose only: where the agent is does not matter
+        world = self.world
+        return bool(np.linalg.norm(world.block_com(state) - world.block_com(self.target)) < 15.0
+                    and angle_error(state[4], self.target[4]) < np.deg2rad(15.0))
 
     def clean_action(self, state: np.ndarray) -> np.ndarray:
         world = self.world
@@ -203,7 +203,7 @@ class PushTExpert(NoisyExpert):
             direction = to_goal / np.linalg.norm(to_goal)
             offset = np.clip(self.turn_gain * turn, -self.max_offset, self.max_offset)
         else:  # in place: push across the lever arm of the bar's end
-            lever = world.body_to_world(state, (60.0, 15.0)) - com
+            lever = to_world(state[2:5], (60.0, 15.0)) - com
             direction = np.sign(turn) * np.array([-lever[1], lever[0]]) / np.linalg.norm(lever)
             offset = np.sign(turn) * np.linalg.norm(lever) * 0.8
         # Pushing along d at a contact offset o * n (n = d turned +90 degrees) gives torque -o (y down).

@@ -59,12 +59,16 @@ WALL_GREY = (211, 211, 211)  # LightGray
 EDGE_PX = 4  # outline width at 512 px
 
 
-def t_outline(pose) -> list[np.ndarray]:
-    """The T's two rectangles (bar, stem) as (4, 2) world-pixel polygons for a pose (x, y, angle)."""
+def to_world(pose, points) -> np.ndarray:
+    """Points (..., 2) in the block's body coordinates -> workspace pixels, for a block pose (x, y, angle)."""
     x, y, angle = pose
     c, s = np.cos(angle), np.sin(angle)
-    rotation = np.array([[c, -s], [s, c]])
-    return [np.asarray(part) @ rotation.T + (x, y) for part in (BAR, STEM)]
+    return np.asarray(points, dtype=np.float64) @ np.array([[c, s], [-s, c]]) + (x, y)
+
+
+def t_outline(pose) -> list[np.ndarray]:
+    """The T's two rectangles (bar, stem) as (4, 2) world-pixel polygons for a pose (x, y, angle)."""
+    return [to_world(pose, part) for part in (BAR, STEM)]
 
 
 def angle_error(a, b) -> float:
@@ -162,13 +166,9 @@ class PushT(World):
         return bool(np.linalg.norm(goal[2:4] - start[2:4]) > 20.0
                     or angle_error(start[4], goal[4]) > np.deg2rad(20.0))
 
-    def body_to_world(self, state, point) -> np.ndarray:
-        """A point given in the block's body coordinates, in workspace pixels, for the block pose of ``state``."""
-        c, s = np.cos(state[4]), np.sin(state[4])
-        return np.asarray(state[2:4]) + np.array([[c, -s], [s, c]]) @ np.asarray(point, dtype=np.float64)
-
     def block_com(self, state) -> np.ndarray:
-        return self.body_to_world(state, self.block.center_of_gravity)
+        """The block's centre of mass in workspace pixels for the block pose of ``state``."""
+        return to_world(state[2:5], tuple(self.block.center_of_gravity))
 
     def disc_contact(self, start, end) -> np.ndarray | None:
         """Where the agent's centre first touches the block moving from ``start`` to ``end`` (None: never)."""

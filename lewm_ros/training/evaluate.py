@@ -11,7 +11,7 @@ in different rooms; only a few standard pairs need the door), for Push-T the blo
 moves more than 20 px or turns more than 20 degrees; where it stays, the task is navigation).
 
 Prints a table (success % with Wilson 95% intervals) and writes ``results.json``, ``results.png`` and,
-with ``--gif``, ``episode.gif`` (camera | goal) of the first planner episode of each subset.
+with ``--gif``, ``episode_SUBSET.gif`` (camera | goal) of the first planner episode of each drawn subset.
 Imports nothing from ROS.
 """
 
