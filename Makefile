@@ -84,7 +84,7 @@ PAPER_PLAN := --samples 300 --elites 30 --iterations 30 --horizon 5 --mode paper
 push-t: $(STAMP)
 	$(BIN)/lewm-collect --world push_t --policy expert --episodes 1000 --steps 100 --workers 2 \
 		--seed 0 --out $(PUSH_T)/expert
-	$(BIN)/lewm-collect --world push_t --policy random --episodes 500 --steps 100 --workers 2 \
+	$(BIN)/lewm-collect --world push_t --policy random --episodes 1500 --steps 100 --workers 2 \
 		--seed 100000 --out $(PUSH_T)/weak
 	$(BIN)/lewm-collect --world push_t --policy expert --episodes 100 --steps 100 --workers 2 \
 		--seed 500000 --out $(PUSH_T)/heldout

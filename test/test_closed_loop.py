@@ -28,6 +28,7 @@ def test_demo_plumbing_with_an_untrained_model_in_real_time(tmp_path):
     assert all(len(episode.distances) == episode.steps and (episode.success or episode.steps == 20)
                for episode in result.episodes)
     assert result.plan_times_ms and all(episode.costs for episode in result.episodes)
+    assert len(result.command_intervals_ms) and (result.command_intervals_ms > 0).all()
     assert (tmp_path / 'demo' / 'episode.gif').stat().st_size > 0
     assert (tmp_path / 'demo' / 'cost_distance.png').stat().st_size > 0
     logs = (tmp_path / 'demo' / 'planner_node.log').read_text()

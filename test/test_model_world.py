@@ -77,6 +77,22 @@ def test_actions_have_no_effect_at_initialisation_and_do_after_training_starts()
     assert (model.predict(emb, a) - model.predict(emb, b)).abs().max() > 1e-3
 
 
+def test_residual_predictor_copies_its_input_at_initialisation_and_learns_a_change():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    cfg.predictor.residual = True
+    model = WorldModel(cfg)
+    randomise_modulation(model)
+    emb, actions = torch.randn(4, 3, 32), torch.randn(4, 3, 10)
+    torch.testing.assert_close(model.eval().predict(emb, actions), emb, rtol=0, atol=0)
+    model.train()
+    target = emb + 0.5  # a constant change: one gradient step must move the prediction towards it
+    loss = torch.nn.functional.mse_loss(model.predict(emb, actions), target)
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert torch.nn.functional.mse_loss(model.predict(emb, actions), target) < loss
+
+
 def test_rollout_matches_step_by_step_prediction():
     torch.manual_seed(0)
     model = WorldModel(tiny_config())

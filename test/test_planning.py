@@ -109,6 +109,8 @@ def test_config_validation_says_why():
         MPCConfig(mode='lazy').validate()
     with pytest.raises(ValueError, match='objective'):
         MPCConfig(objective='nearest').validate()
+    with pytest.raises(ValueError, match='capture'):
+        MPCConfig(capture='graphs').validate()
 
 
 # --- MPC ----------------------------------------------------------------------------------------
@@ -393,3 +395,22 @@ def test_prior_solvers_need_a_prior(checkpoint):
     mpc = make_mpc(checkpoint)
     with pytest.raises(ValueError, match='action prior'):
         mpc.configure(mpc.cem.config, MPCConfig(solver='prior'))
+
+
+def test_the_compiled_rollout_scores_like_the_eager_one_and_plans_within_bounds(checkpoint):
+    """capture=compile (torch.compile; CUDA graphs on a GPU) is checked against the eager rollout here, on CPU."""
+    pytest.importorskip('torch._inductor')
+    mpc = make_mpc(checkpoint, horizon=3)
+    mpc.configure(mpc.cem.config, MPCConfig(mode='receding', execute_steps=FS, capture='compile'))
+    compiled = mpc._rollout('compile')
+    assert compiled is mpc._rollout('compile') and mpc._rollout('none') == checkpoint.model.rollout
+    generator = torch.Generator().manual_seed(0)
+    history = torch.randn(1, 3, 16, generator=generator)
+    actions = torch.randn(16, 2 + 3, FS * A, generator=generator)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(history, actions), checkpoint.model.rollout(history, actions),
+                                   atol=1e-5, rtol=1e-4)
+    plans, _ = run(mpc, 2 * FS)
+    low, high = mpc.actuation.model_limits
+    assert plans and all(plan.finite and np.all(plan.actions >= low - 1e-6) and np.all(plan.actions <= high + 1e-6)
+                         for plan in plans)

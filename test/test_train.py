@@ -78,6 +78,7 @@ def test_end_to_end_loss_goes_down_and_checkpoint_reloads(tmp_path, bags):
     val_rows = [r for r in rows if r['split'] == 'val']
     assert val_rows and all(r['probe_r2'] for r in val_rows), 'validation must probe the state topic'
     assert all(float(r['pred']) >= 0 and float(r['emb_std_min']) > 0 for r in val_rows)
+    assert all(float(r['pred_copy']) > 0 and float(r['pred_shuffled']) > 0 for r in val_rows)
 
     ckpt = load_checkpoint(final)
     assert ckpt.metadata['step'] == 40 and ckpt.metadata['data']['val_episodes'] >= 1

@@ -7,7 +7,8 @@ config/planner.yaml. Each plan is a real receding-horizon replan (lewm_ros.plann
 history, warm start from the previous plan, CEM over the horizon), after one warm-up plan; weights are random,
 which does not change the cost of a plan. Prints p50 / p90 / max in ms, and beside them the p50 of the
 official-style loop (lewm_ros.planning.official: the public LeWM planner re-run eagerly on the same model and
-budget, measured in the same run) and the ratio official / ours. Imports torch, numpy, yaml and lewm_ros'
+budget, measured in the same run) and the ratio official / ours; ``--capture`` adds our plan with the compiled
+rollout (``mpc.capture: compile``, CUDA graphs on a GPU) and its ratio. Imports torch, numpy, yaml and lewm_ros'
 ROS-free core only, so it runs on a GPU machine without ROS.
 """
 
@@ -37,10 +38,12 @@ def budgets() -> dict[str, CEMConfig]:
             f'{node.samples}x{node.elites} it{node.iterations} (node)': node}
 
 
-def measure(model: WorldModel, cem: CEMConfig, plans: int, max_seconds: float) -> np.ndarray:
-    """Seconds per plan, replanning every block from fresh frames as the node does."""
+def measure(model: WorldModel, cem: CEMConfig, plans: int, max_seconds: float, capture: str = 'none') -> np.ndarray:
+    """Seconds per plan, replanning every block from fresh frames as the node does (after the warm-up plan,
+    which is also where a captured rollout compiles)."""
     checkpoint = Checkpoint(model, np.zeros(2, np.float32), np.ones(2, np.float32))
-    mpc = MPC(checkpoint, Actuation([-1.5, -1.5], [1.5, 1.5]), cem, MPCConfig(mode='receding', execute_steps=5))
+    mpc = MPC(checkpoint, Actuation([-1.5, -1.5], [1.5, 1.5]), cem,
+              MPCConfig(mode='receding', execute_steps=5, capture=capture))
     rng = np.random.default_rng(0)
     size = model.cfg.image_size
     mpc.set_goal(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
@@ -83,12 +86,14 @@ def main(argv=None) -> None:
     parser.add_argument('--budgets', nargs='+', default=None, help='only budgets whose label contains one of these')
     parser.add_argument('--plans', type=int, default=20, help='plans per configuration (after one warm-up)')
     parser.add_argument('--max-seconds', type=float, default=30.0, help='stop a configuration after this long')
+    parser.add_argument('--capture', action='store_true',
+                        help='also time the captured rollout (mpc.capture: compile; CUDA graphs on a GPU)')
     args = parser.parse_args(argv)
     devices = [device for device in args.devices if device != 'cuda' or torch.cuda.is_available()]
     print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads by default'
           + (f', {torch.cuda.get_device_name()}' if 'cuda' in devices else ', no CUDA device'))
     print(f'{"preset":<7} {"device":<7} {"budget":<22} {"plans":>5} {"p50 ms":>8} {"p90 ms":>8} {"max ms":>8} '
-          f'{"official p50":>12} {"ratio":>6}')
+          f'{"official p50":>12} {"ratio":>6}' + (f' {"captured p50":>12} {"ratio":>6}' if args.capture else ''))
     for name in args.presets:
         torch.manual_seed(0)
         for device, threads in [(d, t) for d in devices for t in (args.threads if d == 'cpu' else [0])]:
@@ -102,8 +107,12 @@ def main(argv=None) -> None:
                 times = 1000 * measure(model, cem, args.plans, args.max_seconds)
                 p50, p90 = np.percentile(times, [50, 90])
                 theirs = np.median(1000 * measure_official(model, cem, args.plans, args.max_seconds))
+                captured = ''
+                if args.capture:
+                    fast = np.median(1000 * measure(model, cem, args.plans, args.max_seconds, 'compile'))
+                    captured = f' {fast:>12.1f} {theirs / fast:>5.1f}x'
                 print(f'{name:<7} {where:<7} {label:<22} {len(times):>5} {p50:>8.1f} {p90:>8.1f} {times.max():>8.1f} '
-                      f'{theirs:>12.1f} {theirs / p50:>5.1f}x', flush=True)
+                      f'{theirs:>12.1f} {theirs / p50:>5.1f}x' + captured, flush=True)
 
 
 if __name__ == '__main__':

@@ -40,6 +40,11 @@ class PredictorConfig:
     # LayerNorm inside attention and feed-forward, after the modulation, and has no qkv bias
     block: Literal['dit', 'official'] = 'dit'
     pos_init_std: float = 0.02  # the learned positional embedding's init (official: 1.0, plain randn)
+    # Predict the change from each input embedding (its output layer starting at zero, so an untrained
+    # predictor copies the last frame) rather than the next embedding itself, as the paper's does. For Push-T,
+    # where consecutive frames differ little and the paper's form was found no better than copying the last
+    # frame (README, "Push-T"); what it adds alone, with the same data, is not measured.
+    residual: bool = False
 
 
 @dataclass

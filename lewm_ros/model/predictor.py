@@ -69,6 +69,10 @@ class Predictor(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
         self.pred_proj = Projector(width, cfg.projector_hidden, width)
+        self.residual = p.residual
+        if p.residual:  # start as the identity: the prediction is the input embedding plus a zero change
+            nn.init.zeros_(self.pred_proj.net[-1].weight)
+            nn.init.zeros_(self.pred_proj.net[-1].bias)
 
     def forward(self, emb: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.conditioned(emb, self.action_embedder(actions))  # (B, T, D)
@@ -81,4 +85,5 @@ class Predictor(nn.Module):
         x = emb + self.pos[:, :T]  # (B, T, D)
         for block in self.blocks:
             x = block(x, cond)  # (B, T, D)
-        return self.pred_proj(self.norm(x))  # (B, T, D)
+        out = self.pred_proj(self.norm(x))  # (B, T, D)
+        return emb + out if self.residual else out

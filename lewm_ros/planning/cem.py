@@ -165,16 +165,19 @@ class LatentCost:
     """
 
     def __init__(self, model: WorldModel, history: torch.Tensor, past_blocks: torch.Tensor, goal: torch.Tensor,
-                 intermediate_weight: float = 0.0, objective: str = 'final'):
-        """history (1, T0, D) observed embeddings, past_blocks (1, T0-1, K) executed between them, goal (D,)."""
+                 intermediate_weight: float = 0.0, objective: str = 'final', rollout=None):
+        """history (1, T0, D) observed embeddings, past_blocks (1, T0-1, K) executed between them, goal (D,).
+
+        rollout: what rolls the predictor out (default ``model.rollout``; the MPC may pass its compiled form)."""
         check_objective(objective)
-        self.model, self.history, self.past_blocks, self.goal = model, history, past_blocks, goal
+        self.rollout = rollout or model.rollout
+        self.history, self.past_blocks, self.goal = history, past_blocks, goal
         self.intermediate_weight, self.objective = intermediate_weight, objective
 
     def distances(self, candidates: torch.Tensor) -> torch.Tensor:
         """(N, H, K) -> squared distance to the goal after each block (N, H)."""
         actions = torch.cat([self.past_blocks.expand(candidates.shape[0], -1, -1), candidates], dim=1)  # (N, T0-1+H, K)
-        predicted = self.model.rollout(self.history, actions)  # (N, H, D)
+        predicted = self.rollout(self.history, actions)  # (N, H, D)
         return (predicted - self.goal).square().sum(dim=-1)  # (N, H)
 
     def __call__(self, candidates: torch.Tensor) -> torch.Tensor:

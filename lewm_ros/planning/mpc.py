@@ -40,6 +40,7 @@ from lewm_ros.settings import check_settings, setting
 
 MODES = ('paper', 'receding', 'shrinking')
 SOLVERS = ('cem', 'prior+cem', 'prior')
+CAPTURES = ('none', 'compile')
 ACTION_KINDS = ('velocity', 'position')
 
 
@@ -59,6 +60,9 @@ class MPCConfig:
                           "and the plan is never worse than the prior's mean; prior: the prior's mean, no search "
                           '(about a millisecond); the prior modes need a checkpoint with an action prior',
                           choices=SOLVERS, live=True)
+    capture: str = setting('none', 'none: the eager rollout; compile: torch.compile the predictor rollout (on a GPU '
+                           'with CUDA graphs, mode reduce-overhead), compiled once per input shape: the first plans '
+                           'are slow, warm_up pays for the main one', choices=CAPTURES)
 
     def validate(self, has_prior: bool | None = None) -> None:
         """Raise ValueError with the reason; ``has_prior``: whether the checkpoint has an action prior."""
@@ -153,6 +157,7 @@ class MPC:
         self.frameskip, self.history, self.action_dim = cfg.frameskip, cfg.history, cfg.action_dim
         self.goal: torch.Tensor | None = None  # (D,)
         self.episode = 0
+        self._compiled_rollout = None
         self.configure(cem or CEMConfig(), config or MPCConfig(), actuation)
         self.reset()
 
@@ -261,7 +266,7 @@ class MPC:
         observed = emb[max(0, n - T):][None]  # (1, T0, D)
         past = blocks[max(0, n - T):][None]  # (1, T0-1, K)
         cost = LatentCost(self.model, observed, past, request.goal, request.config.intermediate_weight,
-                          request.config.objective)
+                          request.config.objective, self._rollout(request.config.capture))
         warm = None if request.warm_start is None else torch.as_tensor(request.warm_start, device=device)  # (H, K)
         seed = request.cem.config.seed * 1_000_003 + request.step
         solver, cem = request.config.solver, request.cem
@@ -287,6 +292,15 @@ class MPC:
         actions = np.clip(raw, *request.actuation.model_limits).astype(np.float32)  # (H*fs, A)
         return Plan(request.step, request.episode, blocks_out, actions, int(arrival), float(final_cost), surprise,
                     time.perf_counter() - started)
+
+    def _rollout(self, capture: str):
+        """The predictor rollout the cost calls: the model's own, or its compiled form (made once, then kept)."""
+        if capture == 'none':
+            return self.model.rollout
+        if self._compiled_rollout is None:
+            mode = 'reduce-overhead' if self.device.type == 'cuda' else None  # reduce-overhead: CUDA graphs
+            self._compiled_rollout = torch.compile(self.model.rollout, mode=mode, dynamic=False)
+        return self._compiled_rollout
 
     def _prior(self, observed: torch.Tensor, goal: torch.Tensor, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The action prior's mean and std (horizon, K) for observed (1, T0, D) and goal (D,): blocks past the

@@ -13,7 +13,8 @@ planner.launch.py use_sim:=true`` uses. Two timings:
 
 Per episode: the planner is disabled (``enabled: false``), the sim's ``reset`` service
 starts the next seed and latches its goal image, the planner is enabled and drives the arm until the sim
-reports success or ``max_steps`` commands have gone out. Prints the success rate and plan-time percentiles;
+reports success or ``max_steps`` commands have gone out. Prints the success rate, plan-time percentiles and
+the time between commands (in real time the control loop's period: 100 ms when it keeps its 10 Hz);
 writes ``episode.gif`` (camera | goal, first episode), ``cost_distance.png`` (latent cost of each plan and
 the true distance to the goal over time) and the nodes' logs into ``--out``.
 """
@@ -64,6 +65,7 @@ class Episode:
     distances: list[float] = field(default_factory=list)  # true fingertip distance after each step (m)
     costs: list[tuple[int, float]] = field(default_factory=list)  # (step, latent cost) of each plan
     frames: list[np.ndarray] = field(default_factory=list)
+    command_times: list[float] = field(default_factory=list)  # monotonic arrival time of each command (s)
 
 
 @dataclass
@@ -75,13 +77,21 @@ class DemoResult:
     def success_rate(self) -> float:
         return float(np.mean([episode.success for episode in self.episodes]))
 
+    @property
+    def command_intervals_ms(self) -> np.ndarray:
+        """Time between consecutive commands as the monitor received them, within episodes (ms)."""
+        return np.concatenate([np.diff(episode.command_times) * 1e3 for episode in self.episodes] or [[]])
+
     def summary(self) -> str:
         times = np.asarray(self.plan_times_ms)
         p50, p90, p99 = np.percentile(times, [50, 90, 99]) if len(times) else (np.nan,) * 3
+        gaps = self.command_intervals_ms
+        g50, g99 = np.percentile(gaps, [50, 99]) if len(gaps) else (np.nan,) * 2
         steps = [episode.steps for episode in self.episodes if episode.success]
         return (f'success {sum(e.success for e in self.episodes)}/{len(self.episodes)} '
                 f'({100 * self.success_rate:.0f}%), steps to success {np.mean(steps) if steps else np.nan:.1f}; '
-                f'plan time ms p50 {p50:.1f} p90 {p90:.1f} p99 {p99:.1f} over {len(times)} plans')
+                f'plan time ms p50 {p50:.1f} p90 {p90:.1f} p99 {p99:.1f} over {len(times)} plans; '
+                f'command interval ms p50 {g50:.1f} p99 {g99:.1f} max {gaps.max() if len(gaps) else np.nan:.1f}')
 
 
 class Monitor:
@@ -133,6 +143,8 @@ class Monitor:
     def _on_command(self, msg):
         with self.lock:
             self.commands += 1
+            if self.episode is not None:
+                self.episode.command_times.append(time.monotonic())
 
     def _on_diagnostics(self, msg):
         values = {kv.key: kv.value for kv in msg.status[0].values}

@@ -33,7 +33,7 @@ from lewm_ros.data.bags import BagReader
 from lewm_ros.data.ingest import find_bags
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.planning.cem import OBJECTIVES, CEMConfig
-from lewm_ros.planning.mpc import MODES, MPC, SOLVERS, Actuation, MPCConfig
+from lewm_ros.planning.mpc import CAPTURES, MODES, MPC, SOLVERS, Actuation, MPCConfig
 from lewm_ros.sim import WORLDS, make_world
 from lewm_ros.sim.policies import RandomPolicy
 from lewm_ros.sim.two_room import room_of
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--budget', type=int, default=50, help='control steps per episode')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda', 'auto'])
-    choices = {'mode': MODES, 'objective': OBJECTIVES, 'solver': SOLVERS}
+    choices = {'mode': MODES, 'objective': OBJECTIVES, 'solver': SOLVERS, 'capture': CAPTURES}
     for config in (CEMConfig, MPCConfig):  # the search and the loop around it, as the node's cem.* and mpc.*
         for item in fields(config):
             if item.name != 'seed':  # --seed above seeds everything

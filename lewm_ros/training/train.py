@@ -265,16 +265,18 @@ def train_step(model, optimiser, clip, step: int, tc: TrainConfig, schedule: Sch
 
 @torch.no_grad()
 def validate(model: WorldModel, val_set: ClipDataset, train_set: ClipDataset, cfg: RunConfig) -> dict[str, float]:
-    """Held-out losses (fixed batches and SIGReg directions), embedding spread, and a linear state probe."""
+    """Held-out losses (fixed batches and SIGReg directions) beside two baselines (copying the last frame,
+    other clips' actions), embedding spread, and a linear state probe."""
     model.eval()
     device = next(model.parameters()).device
     rng = np.random.default_rng(1234)
-    sums, embeddings, states = {'pred': 0.0, 'sigreg': 0.0}, [], []
+    shuffle = torch.Generator().manual_seed(1234)
+    sums, embeddings, states = {'pred': 0.0, 'sigreg': 0.0, 'pred_copy': 0.0, 'pred_shuffled': 0.0}, [], []
     for _ in range(cfg.train.val_batches):
         clip = {k: torch.from_numpy(v).to(device) for k, v in val_set.sample(cfg.train.batch_size, rng).items()}
         emb = model.encode(clip['frames'])  # (B, T, D)
-        pred = model.predict(emb[:, :-1], clip['actions'][:, :-1])  # (B, T-1, D)
-        sums['pred'] += float(torch.nn.functional.mse_loss(pred, emb[:, 1:]))
+        for key, value in prediction_errors(model, emb, clip['actions'], shuffle).items():
+            sums[key] += value
         sums['sigreg'] += float(model.sigreg(emb.transpose(0, 1), step=0))
         embeddings.append(emb.flatten(0, 1).float().cpu())
         if 'state' in clip:
@@ -287,6 +289,18 @@ def validate(model: WorldModel, val_set: ClipDataset, train_set: ClipDataset, cf
         metrics['probe_r2'] = probe_r2(model, train_set, emb, torch.cat(states), cfg.train.batch_size, device)
     model.train()
     return metrics
+
+
+def prediction_errors(model: WorldModel, emb: torch.Tensor, actions: torch.Tensor,
+                      shuffle: torch.Generator) -> dict[str, float]:
+    """Prediction MSE of clips' embeddings emb (B, T, D) from their actions (B, T, K), beside two baselines it
+    must beat: copying the last frame (``pred_copy``) and predicting from other clips' actions (``pred_shuffled``)."""
+    actions = actions[:, :-1]  # (B, T-1, K)
+    other = actions[torch.randperm(len(actions), generator=shuffle).to(actions.device)]  # (B, T-1, K)
+    mse = torch.nn.functional.mse_loss
+    return {'pred': float(mse(model.predict(emb[:, :-1], actions), emb[:, 1:])),
+            'pred_copy': float(mse(emb[:, :-1], emb[:, 1:])),
+            'pred_shuffled': float(mse(model.predict(emb[:, :-1], other), emb[:, 1:]))}
 
 
 def probe_r2(model, train_set, val_emb, val_state, batch_size, device) -> float:
@@ -304,7 +318,7 @@ def probe_r2(model, train_set, val_emb, val_state, batch_size, device) -> float:
 
 class MetricsLog:
     COLUMNS = ('step', 'split', 'lr', 'total', 'pred', 'sigreg', 'grad_norm', 'clips_per_s',
-               'emb_std_min', 'emb_std_mean', 'probe_r2')
+               'emb_std_min', 'emb_std_mean', 'probe_r2', 'pred_copy', 'pred_shuffled')
 
     def __init__(self, path: Path, resume_step: int):
         self.path = path
@@ -347,6 +361,8 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
     for split, style in (('train', '-'), ('val', 'o-')):
         for key in ('pred', 'sigreg'):
             axes[0].plot(*series(split, key), style, label=f'{split} {key}', markersize=3)
+    for key, label in (('pred_copy', 'val: copy the last frame'), ('pred_shuffled', "val: other clips' actions")):
+        axes[0].plot(*series('val', key), 'x--', label=label, markersize=4)
     axes[0].set_yscale('log')
     axes[0].set_title('losses')
     axes[1].plot(*series('val', 'emb_std_min'), 'o-', label='min per-dim std')
@@ -477,6 +493,10 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
                 if metrics['emb_std_min'] < 0.05:
                     bar.write(f'collapse alarm at step {done}: an embedding dimension has held-out std '
                               f"{metrics['emb_std_min']:.4f}")
+                if metrics['pred'] >= metrics['pred_copy']:
+                    bar.write(f"step {done}: the predictor does no better than copying the last frame (val pred "
+                              f"{metrics['pred']:.4f}, copy {metrics['pred_copy']:.4f}); train longer, or try "
+                              'model.predictor.residual=true')
                 bar.write(f'step {done}: ' + ', '.join(f'val {k} {v:.4f}' for k, v in metrics.items()))
             if at_checkpoint:
                 if is_main:

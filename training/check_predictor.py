@@ -1,0 +1,69 @@
+"""Does a checkpoint's predictor beat copying the last frame, and does it read the actions? (a diagnostic script)
+
+    python training/check_predictor.py --checkpoint runs/push_t_small/model.safetensors \
+        --cache out/push_t/cache_heldout --fit-cache out/push_t/cache --world push_t
+
+On clips of ``--cache`` (say, held-out episodes ingested on their own): the prediction MSE beside copying the
+last frame's embedding and predicting from other clips' actions (the trainer's validation baselines,
+lewm_ros.training.train.prediction_errors), and the R^2 per state variable of a linear probe fitted on
+``--fit-cache`` frames. A predictor no better than copying plans no better than a random policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lewm_ros.data.actions import ActionStats
+from lewm_ros.data.clips import ClipDataset
+from lewm_ros.model.checkpoint import load_checkpoint
+from lewm_ros.sim.registry import WORLDS
+from lewm_ros.training.physics import PERTURBATIONS, probe_targets
+from lewm_ros.training.probe import linear_probe
+from lewm_ros.training.train import prediction_errors
+
+
+@torch.no_grad()
+def check(checkpoint: Path, cache: Path, fit_cache: Path, world: str, clips: int = 512, seed: int = 0) -> dict:
+    ckpt = load_checkpoint(checkpoint)
+    model, cfg = ckpt.model.eval(), ckpt.config
+    stats = ActionStats(ckpt.action_mean, ckpt.action_std)
+    rng, shuffle = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+
+    def sample(path: Path) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        data = ClipDataset(path, cfg.history, cfg.frameskip, split='all', action_stats=stats).sample(clips, rng)
+        emb = model.encode(torch.from_numpy(data['frames']))  # (B, T, D)
+        states = probe_targets(world, data['state'].reshape(-1, data['state'].shape[-1]))  # (B*T, P)
+        return emb, torch.from_numpy(data['actions']), states
+
+    emb, actions, states = sample(cache)
+    report = prediction_errors(model, emb, actions, shuffle)
+    fit_emb, _, fit_states = sample(fit_cache)
+    predicted = linear_probe(fit_emb.flatten(0, 1).numpy(), fit_states, emb.flatten(0, 1).numpy())  # (B*T, P)
+    r2 = 1 - ((predicted - states) ** 2).sum(0) / ((states - states.mean(0)) ** 2).sum(0)  # (P,)
+    names = PERTURBATIONS[world].probe_names if world in PERTURBATIONS else ('s0', 's1')
+    report['probe_r2'] = dict(zip(names, r2.round(3).tolist(), strict=True))
+    return report
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--checkpoint', required=True, type=Path)
+    parser.add_argument('--cache', required=True, type=Path, help='clips to score (e.g. held-out episodes)')
+    parser.add_argument('--fit-cache', required=True, type=Path, help='frames to fit the linear probe on')
+    parser.add_argument('--world', required=True, choices=sorted(WORLDS), help='names the probed state variables')
+    parser.add_argument('--clips', type=int, default=512)
+    args = parser.parse_args(argv)
+    report = check(args.checkpoint, args.cache, args.fit_cache, args.world, args.clips)
+    print(f"prediction MSE {report['pred']:.4f}; copying the last frame {report['pred_copy']:.4f} "
+          f"({report['pred_copy'] / report['pred']:.2f}x the prediction's); other clips' actions "
+          f"{report['pred_shuffled']:.4f} ({report['pred_shuffled'] / report['pred']:.2f}x)")
+    print('linear probe R^2: ' + ', '.join(f'{k} {v:.2f}' for k, v in report['probe_r2'].items()))
+    return report
+
+
+if __name__ == '__main__':
+    main()
