@@ -192,8 +192,9 @@ def test_a_stalled_camera_makes_it_hold_within_the_watchdog_timeout(ros, checkpo
                          harness.node._state_since > harness.node._frame_time, 'the watchdog', timeout=10.0)
         held_after = harness.node._state_since - harness.node._frame_time
         # + a control tick, and the executor's latency: the planner, its worker thread and this probe share one
-        # process and its GIL here, which delays timers by up to ~0.7 s on a loaded 2-core machine (measured)
-        assert WATCHDOG <= held_after <= WATCHDOG + 1.5, held_after
+        # process and its GIL here, which delays timers by 0.7-1.6 s on a loaded 2-core machine (measured); the
+        # upper bound only catches a watchdog on the wrong clock or timeout, not this machine's speed
+        assert WATCHDOG <= held_after <= WATCHDOG + 3.0, held_after
 
         # What the robot receives: zero velocity, and nothing else while the camera stays silent. Waited for, not
         # slept for: the probe's callbacks may run well behind the node's timer.
