@@ -4,10 +4,13 @@
     ros2 launch lewm_ros planner.launch.py use_sim:=true                   # + the simulated arm: what `make demo` runs
     ros2 launch lewm_ros planner.launch.py use_sim:=true lock_step:=true   # one sim step per command
     ros2 launch lewm_ros planner.launch.py config:=my_arm.yaml checkpoint:=my_arm.safetensors device:=cuda
+    ros2 launch lewm_ros planner.launch.py use_sim:=true world:=push_t checkpoint:=runs/push_t_small/model.safetensors
 
 ``config`` is a planner_node parameter file (default: the installed config/planner.yaml) and ``sim_config`` a
 sim_node one (default: config/sim.yaml: the arm reaching goals within one plan's reach, a new goal once one is
-reached). The other arguments override single values of those files when given; left empty, the files decide.
+reached). ``world:=NAME`` also layers config/planner_NAME.yaml over ``config`` when the package has one (the
+world's action limits and planner settings). The other arguments override single values of those files when
+given; left empty, the files decide.
 """
 
 import os
@@ -21,9 +24,11 @@ from launch_ros.actions import Node
 # launch argument -> (parameter type, description); '' = keep the parameter file's value
 PLANNER_OVERRIDES = {'checkpoint': (str, "lewm_ros checkpoint ('' = the parameter file's)"),
                      'device': (str, "auto | cpu | cuda ('' = the parameter file's)")}
-SIM_OVERRIDES = {'world': (str, 'arm | two_room'), 'task': (str, 'arm: reach | push; two_room: navigate'),
+SIM_OVERRIDES = {'world': (str, 'arm | two_room | push_t (also layers config/planner_WORLD.yaml)'),
+                 'task': (str, 'arm: reach | push; two_room: navigate; push_t: push'),
                  'goal_span': (float, 'arm reach: goals within this many radians per joint (0 = anywhere)')}
 BOOLEAN = {'true': True, 'false': False}
+CONFIG_DIR = os.path.join(get_package_share_directory('lewm_ros'), 'config')
 
 
 def _overrides(context, arguments: dict) -> dict:
@@ -41,22 +46,25 @@ def _nodes(context):
     if lock_step not in BOOLEAN:
         raise ValueError(f"lock_step must be true or false, got '{lock_step}'")
     timing = {'lock_step': BOOLEAN[lock_step]}
+    world_file = os.path.join(CONFIG_DIR, f"planner_{LaunchConfiguration('world').perform(context)}.yaml")
+    world = [world_file] if os.path.isfile(world_file) else []  # later parameter files win
     nodes = [Node(package='lewm_ros', executable='planner_node', name='planner_node', namespace=namespace,
-                  output='screen', parameters=[LaunchConfiguration('config'),
+                  output='screen', parameters=[LaunchConfiguration('config'), *world,
                                                {**timing, **_overrides(context, PLANNER_OVERRIDES)}])]
     if LaunchConfiguration('use_sim').perform(context).lower() == 'true':
+        sim = _overrides(context, SIM_OVERRIDES)
+        if sim.get('world', 'arm') != 'arm':  # sim.yaml's task and goal span are the arm's: use the world's own
+            sim = {'task': '', 'goal_span': 0.0, **sim}
         nodes.append(Node(package='lewm_ros', executable='sim_node', name='sim_node', namespace=namespace,
-                          output='screen', parameters=[LaunchConfiguration('sim_config'),
-                                                       {**timing, **_overrides(context, SIM_OVERRIDES)}]))
+                          output='screen', parameters=[LaunchConfiguration('sim_config'), {**timing, **sim}]))
     return nodes
 
 
 def generate_launch_description():
-    config_dir = os.path.join(get_package_share_directory('lewm_ros'), 'config')
     arguments = [
-        DeclareLaunchArgument('config', default_value=os.path.join(config_dir, 'planner.yaml'),
+        DeclareLaunchArgument('config', default_value=os.path.join(CONFIG_DIR, 'planner.yaml'),
                               description='planner_node parameter file'),
-        DeclareLaunchArgument('sim_config', default_value=os.path.join(config_dir, 'sim.yaml'),
+        DeclareLaunchArgument('sim_config', default_value=os.path.join(CONFIG_DIR, 'sim.yaml'),
                               description='sim_node parameter file (with use_sim:=true)'),
         DeclareLaunchArgument('use_sim', default_value='false', description='also start the simulated world'),
         DeclareLaunchArgument('lock_step', default_value='false',

@@ -43,6 +43,30 @@ def test_the_shipped_parameter_files_apply_in_any_namespace(ros, tmp_path, monke
         node.destroy_node()
 
 
+@pytest.mark.parametrize('world', ['push_t', 'two_room'])
+def test_a_world_file_layers_over_the_planner_file_and_the_sim_takes_the_world_as_the_launch_file_does(ros, world):
+    files = [arg for name in ('planner', f'planner_{world}') for arg in ('--params-file', str(share_path(
+        f'config/{name}.yaml')))]
+    planner = PlannerNode(cli_args=['--ros-args', *files])
+    try:
+        layered = shipped(f'planner_{world}')
+        assert list(planner.get_parameter('action_low').value) == layered['action_low'] == [-1.0, -1.0]
+        assert planner.get_parameter('cem.horizon').value == layered['cem']['horizon']
+        assert planner.get_parameter('control_rate').value == shipped('planner')['control_rate']  # kept
+    finally:
+        planner.stop()
+        planner.destroy_node()
+    # planner.launch.py world:=NAME: the world's own task and no goal span over sim.yaml's arm values
+    sim = SimNode(cli_args=['--ros-args', '--params-file', str(share_path('config/sim.yaml'))],
+                  parameter_overrides=[Parameter('world', value=world), Parameter('task', value=''),
+                                       Parameter('goal_span', value=0.0)])
+    try:
+        assert sim.world.name == world
+    finally:
+        sim.world.close()
+        sim.destroy_node()
+
+
 def test_a_live_task_change_rebuilds_the_world_with_its_goal_span_and_episodes_roll_over(ros):
     node = SimNode(parameter_overrides=[Parameter('goal_span', value=1.5), Parameter('lock_step', value=True)])
     try:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.collect import CollectSettings, collect
 from lewm_ros.training.train import TrainingDivergedError, load_config, train
+
+CHECK_PREDICTOR = Path(__file__).parents[1] / 'training' / 'check_predictor.py'
 
 TINY_MODEL = {
     'encoder': {'channels': [8, 16, 32, 32], 'width': 32},
@@ -87,6 +90,15 @@ def test_end_to_end_loss_goes_down_and_checkpoint_reloads(tmp_path, bags):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(ckpt.model.encode(frames), model.encode(frames), rtol=0, atol=0)
+
+    # the diagnostic script reads the same checkpoint and cache: the baselines and one R^2 per state variable
+    check = subprocess.run([sys.executable, str(CHECK_PREDICTOR), '--checkpoint', str(final), '--cache',
+                            str(tmp_path / 'cache'), '--fit-cache', str(tmp_path / 'cache'), '--world', 'two_room',
+                            '--clips', '32'], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert 'copying the last frame' in check.stdout and "other clips' actions" in check.stdout
+    r2 = dict(item.split() for item in check.stdout.split('linear probe R^2: ')[1].strip().split(', '))
+    assert set(r2) == {'x', 'y'} and all(float(v) <= 1 for v in r2.values()), check.stdout
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, bags):

@@ -22,6 +22,7 @@ import torch
 from lewm_ros.model.config import EncoderConfig, ModelConfig, PredictorConfig, preset
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.moving_square import moving_square_clips
+from lewm_ros.training.probe import r_squared
 
 
 def candidates() -> dict[str, ModelConfig]:
@@ -71,10 +72,6 @@ def measure(cfg: ModelConfig, batch: int, seconds: float, device: torch.device) 
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     return done * batch / elapsed, sum(p.numel() for p in model.parameters()) / 1e6
-
-
-def r_squared(pred: torch.Tensor, target: torch.Tensor) -> float:
-    return float(1 - ((pred - target) ** 2).sum() / ((target - target.mean(0)) ** 2).sum())
 
 
 def learn(cfg: ModelConfig, seconds: float, batch: int = 64) -> dict[str, float]:

@@ -5,10 +5,12 @@
 
 Solvers (``mpc.solver``): ``cem`` (the search alone), ``prior+cem`` (the action prior seeds it) and
 ``prior`` (the prior's mean, no search; run once, it has no budget). Budgets are CEM samples x elites x
-iterations. Every row is a ``lewm-eval`` run on the same pairs and seed, so rows differ only in the
-planner; decision time is the p50 / p90 of the plans' wall-clock time on this machine (name the CPU when
-you quote it). Any other ``lewm-eval`` option (e.g. ``--horizon 5 --mode receding``) is passed through.
-Prints a table, writes ``solvers.json`` and ``solvers.png`` (success against p50 decision time).
+iterations. Rows are every solver at every budget, or exactly the ``--rows`` given (``cem:300x30x30
+prior+cem:16x4x1 prior``). Decision times are also given relative to ``cem`` at the node's default
+budget (64x8x3) when that row is run. Every row is a ``lewm-eval`` run on the same pairs and seed, so rows
+differ only in the planner; decision time is the p50 / p90 of the plans' wall-clock time on this machine
+(name the CPU when you quote it). Any other ``lewm-eval`` option (e.g. ``--horizon 5 --mode receding``) is
+passed through. Prints a table, writes ``solvers.json`` and ``solvers.png`` (success against p50 decision time).
 """
 
 from __future__ import annotations
@@ -20,11 +22,21 @@ from pathlib import Path
 from lewm_ros.training import evaluate
 
 SOLVERS = ('cem', 'prior+cem', 'prior')
+NODE_DEFAULT = ('cem', '64x8x3')  # the planner node's default solver and budget (config/planner.yaml)
 
 
 def budget_args(budget: str) -> list[str]:
     samples, elites, iterations = (int(v) for v in budget.split('x'))
     return ['--samples', str(samples), '--elites', str(elites), '--iterations', str(iterations)]
+
+
+def parse_row(row: str) -> tuple[str, str]:
+    """'solver:budget' (or 'prior') -> (solver, budget); budget '-' for the prior, which has none."""
+    solver, _, budget = row.partition(':')
+    if solver not in SOLVERS or (solver == 'prior') != (budget == '') or (budget and len(budget.split('x')) != 3):
+        raise SystemExit(f"bench_solvers: bad row {row!r}: want SOLVER:SAMPLESxELITESxITERATIONS or 'prior', "
+                         f'SOLVER in {SOLVERS}')
+    return solver, budget or '-'
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -56,29 +68,38 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--budgets', nargs='+', default=['300x30x30', '64x8x3', '32x4x2'])
     parser.add_argument('--solvers', nargs='+', default=list(SOLVERS), choices=SOLVERS)
+    parser.add_argument('--rows', nargs='+', help='exactly these solver:budget rows instead of every solver at '
+                        "every budget, e.g. cem:64x8x3 prior+cem:16x4x1 prior")
     parser.add_argument('--out', type=Path, default=Path('out/solvers'))
     args, passed = parser.parse_known_args(argv)
+    if args.rows:
+        runs = [parse_row(row) for row in args.rows]
+    else:
+        runs = [(solver, budget) for solver in args.solvers
+                for budget in (args.budgets if solver != 'prior' else ['-'])]
     rows = []
-    for solver in args.solvers:
-        for budget in args.budgets if solver != 'prior' else ['-']:
-            label = f'{solver} {budget}'
-            search = budget_args(budget) if budget != '-' else budget_args(args.budgets[0])
-            folder = args.out / f"{solver.replace('+', '_')}_{budget}"
-            results = evaluate.run([*passed, *search, '--solver', solver, '--no-random', '--no-replay',
-                                    '--subsets', 'standard', '--no-progress', '--out', str(folder)])
-            entry = results['subsets']['standard']['planner']
-            rows.append({'solver': solver, 'budget': budget, 'success': 100 * entry['success_rate'],
-                         'ci95': [100 * b for b in entry['ci95']], 'episodes': entry['episodes'],
-                         'plan_ms_p50': entry['plan_ms_p50'], 'plan_ms_p90': entry['plan_ms_p90']})
-            print(f"{label:22s} success {rows[-1]['success']:5.1f}%  plans p50 {entry['plan_ms_p50']:8.1f} ms  "
-                  f"p90 {entry['plan_ms_p90']:8.1f} ms", flush=True)
+    for solver, budget in runs:
+        search = budget_args(budget) if budget != '-' else []
+        folder = args.out / f"{solver.replace('+', '_')}_{budget}"
+        results = evaluate.run([*passed, *search, '--solver', solver, '--no-random', '--no-replay',
+                                '--subsets', 'standard', '--no-progress', '--out', str(folder)])
+        entry = results['subsets']['standard']['planner']
+        rows.append({'solver': solver, 'budget': budget, 'success': 100 * entry['success_rate'],
+                     'ci95': [100 * b for b in entry['ci95']], 'episodes': entry['episodes'],
+                     'plan_ms_p50': entry['plan_ms_p50'], 'plan_ms_p90': entry['plan_ms_p90']})
+        print(f"{solver + ' ' + budget:22s} success {rows[-1]['success']:5.1f}%  plans p50 "
+              f"{entry['plan_ms_p50']:8.1f} ms  p90 {entry['plan_ms_p90']:8.1f} ms", flush=True)
+    default = next((r['plan_ms_p50'] for r in rows if (r['solver'], r['budget']) == NODE_DEFAULT), None)
+    for r in rows:
+        r['time_vs_node_default'] = None if default is None else r['plan_ms_p50'] / default
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'solvers.json').write_text(json.dumps(rows, indent=1))
     plot(rows, args.out / 'solvers.png', f"{results['world']}: success against decision time")
-    print('\n| solver | budget | success | plan p50 | plan p90 |\n|---|---|---|---|---|')
+    print('\n| solver | budget | success | plan p50 | plan p90 | p50 / cem 64x8x3 |\n|---|---|---|---|---|---|')
     for r in rows:
+        ratio = '-' if r['time_vs_node_default'] is None else f"{r['time_vs_node_default']:.2f}x"
         print(f"| {r['solver']} | {r['budget']} | {r['success']:.0f}% [{r['ci95'][0]:.0f}, {r['ci95'][1]:.0f}] "
-              f"(n={r['episodes']}) | {r['plan_ms_p50']:.0f} ms | {r['plan_ms_p90']:.0f} ms |")
+              f"(n={r['episodes']}) | {r['plan_ms_p50']:.0f} ms | {r['plan_ms_p90']:.0f} ms | {ratio} |")
     return rows
 
 

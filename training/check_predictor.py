@@ -22,7 +22,7 @@ from lewm_ros.data.clips import ClipDataset
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.sim.registry import WORLDS
 from lewm_ros.training.physics import PERTURBATIONS, probe_targets
-from lewm_ros.training.probe import linear_probe
+from lewm_ros.training.probe import linear_probe, r_squared
 from lewm_ros.training.train import prediction_errors
 
 
@@ -43,7 +43,7 @@ def check(checkpoint: Path, cache: Path, fit_cache: Path, world: str, clips: int
     report = prediction_errors(model, emb, actions, shuffle)
     fit_emb, _, fit_states = sample(fit_cache)
     predicted = linear_probe(fit_emb.flatten(0, 1).numpy(), fit_states, emb.flatten(0, 1).numpy())  # (B*T, P)
-    r2 = 1 - ((predicted - states) ** 2).sum(0) / ((states - states.mean(0)) ** 2).sum(0)  # (P,)
+    r2 = r_squared(predicted, states, per_column=True)  # (P,)
     names = PERTURBATIONS[world].probe_names if world in PERTURBATIONS else ('s0', 's1')
     report['probe_r2'] = dict(zip(names, r2.round(3).tolist(), strict=True))
     return report

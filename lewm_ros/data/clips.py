@@ -57,15 +57,20 @@ class ClipDataset:
     def __getitem__(self, index: int) -> dict:
         return {name: value[0] for name, value in self.batch(np.array([index])).items()}
 
+    def locate(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Clips ``indices``: their steps (B, T), the cache's frame rows at those steps (B, T) and their action
+        blocks (B, T, fs*A) float32 z-scored. What ``batch`` gathers, for callers with their own frame store."""
+        starts = self.starts[np.asarray(indices)]  # (B,)
+        frame_steps = starts[:, None] + self._frame_offsets  # (B, T)
+        raw_actions = self.cache.actions[starts[:, None] + self._action_offsets]  # (B, T*fs, A)
+        actions = self.action_stats.normalize(raw_actions).reshape(len(starts), self.history + 1, -1)
+        return frame_steps, self.cache.step_frame[frame_steps], actions
+
     def batch(self, indices) -> dict:
         """Clips ``indices``: frames (B, T, S, S, 3) uint8, actions (B, T, fs*A) float32 z-scored,
         and state (B, T, S_dim) float32 at the kept frames when the cache has states."""
-        starts = self.starts[np.asarray(indices)]  # (B,)
-        frame_steps = starts[:, None] + self._frame_offsets  # (B, T)
-        frames = self.cache.frames[self.cache.step_frame[frame_steps]]  # (B, T, S, S, 3), one gather
-        raw_actions = self.cache.actions[starts[:, None] + self._action_offsets]  # (B, T*fs, A)
-        actions = self.action_stats.normalize(raw_actions).reshape(len(starts), self.history + 1, -1)
-        clips = {'frames': frames, 'actions': actions}  # actions (B, T, fs*A)
+        frame_steps, rows, actions = self.locate(indices)
+        clips = {'frames': self.cache.frames[rows], 'actions': actions}  # frames: one gather
         if self.cache.states is not None:
             clips['state'] = np.asarray(self.cache.states[frame_steps])  # (B, T, S_dim)
         return clips

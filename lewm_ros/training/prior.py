@@ -58,19 +58,14 @@ class PriorExamples:
         # clips of history + horizon frames: the observed ones, then the horizon blocks to the goal
         self.clips = ClipDataset(cache, history=cfg.history + horizon - 1, frameskip=cfg.frameskip, split=split,
                                  val_fraction=val_fraction, action_stats=ActionStats(ckpt.action_mean, ckpt.action_std))
-        self.offsets = np.arange(cfg.history + horizon) * cfg.frameskip  # (T + H,)
-        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """history (B, T, D), goal (B, D), target (B, H, K)."""
-        starts = self.clips.starts[indices]  # (B,)
-        frames = self.cache.step_frame[starts[:, None] + self.offsets]  # (B, T + H) frame indices
-        emb = self.embeddings[torch.as_tensor(frames)]  # (B, T + H, D)
-        raw = self.cache.actions[starts[:, None] + np.arange(len(self.offsets) * self.clips.frameskip)]
-        blocks = self.clips.action_stats.normalize(raw).reshape(len(starts), len(self.offsets), -1)  # (B, T+H, K)
+        _, rows, blocks = self.clips.locate(indices)  # (B, T + H) frame rows, (B, T + H, K)
+        emb = self.embeddings[torch.as_tensor(rows)]  # (B, T + H, D)
         target = torch.as_tensor(blocks[:, self.history - 1:self.history - 1 + self.horizon])  # (B, H, K)
         return emb[:, :self.history], emb[:, -1], target
 

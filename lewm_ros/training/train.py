@@ -46,7 +46,7 @@ from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint, save_che
 from lewm_ros.model.config import ModelConfig, dataclass_from_dict, preset
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.training.prior import PriorTrainConfig, train_prior
-from lewm_ros.training.probe import linear_probe
+from lewm_ros.training.probe import linear_probe, r_squared
 
 
 @dataclass
@@ -313,7 +313,7 @@ def probe_r2(model, train_set, val_emb, val_state, batch_size, device) -> float:
         fit_state.append(clip['state'].reshape(-1, clip['state'].shape[-1]))
     truth = val_state.double().numpy()  # (N, S)
     predicted = linear_probe(np.concatenate(fit_emb), np.concatenate(fit_state), val_emb.numpy())  # (N, S)
-    return float(1 - ((predicted - truth) ** 2).sum() / ((truth - truth.mean(0)) ** 2).sum())
+    return r_squared(predicted, truth)
 
 
 class MetricsLog:
