@@ -4,20 +4,22 @@
     ros2 launch lewm_ros planner.launch.py use_sim:=true                   # + the simulated arm: what `make demo` runs
     ros2 launch lewm_ros planner.launch.py use_sim:=true lock_step:=true   # one sim step per command
     ros2 launch lewm_ros planner.launch.py config:=my_arm.yaml checkpoint:=my_arm.safetensors device:=cuda
-    ros2 launch lewm_ros planner.launch.py use_sim:=true world:=push_t checkpoint:=runs/push_t_small/model.safetensors
+    ros2 launch lewm_ros planner.launch.py use_sim:=true world:=push_t checkpoint:=$PWD/runs/push_t.safetensors
 
 ``config`` is a planner_node parameter file (default: the installed config/planner.yaml) and ``sim_config`` a
 sim_node one (default: config/sim.yaml: the arm reaching goals within one plan's reach, a new goal once one is
 reached). ``world:=NAME`` also layers config/planner_NAME.yaml over ``config`` when the package has one (the
-world's action limits and planner settings). The other arguments override single values of those files when
-given; left empty, the files decide.
+world's action limits and planner settings); the package ships a checkpoint for the arm only, so another world
+needs ``checkpoint:=`` (a relative path resolves against the directory ``ros2 launch`` runs in). The other
+arguments override single values of those files when given; left empty, the files decide. The launch ends
+when the planner does (a bad checkpoint, say), instead of leaving the sim running without it.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -46,11 +48,16 @@ def _nodes(context):
     if lock_step not in BOOLEAN:
         raise ValueError(f"lock_step must be true or false, got '{lock_step}'")
     timing = {'lock_step': BOOLEAN[lock_step]}
-    world_file = os.path.join(CONFIG_DIR, f"planner_{LaunchConfiguration('world').perform(context)}.yaml")
-    world = [world_file] if os.path.isfile(world_file) else []  # later parameter files win
+    planner = _overrides(context, PLANNER_OVERRIDES)
+    world = LaunchConfiguration('world').perform(context)
+    if world not in ('', 'arm') and not planner.get('checkpoint'):
+        raise ValueError(f'world:={world} needs checkpoint:=PATH (a model trained on that world): the packaged '
+                         'checkpoint is the arm\'s')
+    world_file = os.path.join(CONFIG_DIR, f'planner_{world}.yaml')
+    world_files = [world_file] if os.path.isfile(world_file) else []  # later parameter files win
     nodes = [Node(package='lewm_ros', executable='planner_node', name='planner_node', namespace=namespace,
-                  output='screen', parameters=[LaunchConfiguration('config'), *world,
-                                               {**timing, **_overrides(context, PLANNER_OVERRIDES)}])]
+                  output='screen', parameters=[LaunchConfiguration('config'), *world_files, {**timing, **planner}],
+                  on_exit=Shutdown(reason='the planner node exited'))]
     if LaunchConfiguration('use_sim').perform(context).lower() == 'true':
         sim = _overrides(context, SIM_OVERRIDES)
         if sim.get('world', 'arm') != 'arm':  # sim.yaml's task and goal span are the arm's: use the world's own
