@@ -21,10 +21,10 @@ def quadratic(target):
     return cost
 
 
-def solve(target, iterations, warm_start=None, seed=0):
+def solve(target, iterations, warm_start=None, seed=0, proposal=None):
     cem = CEM(CEMConfig(samples=200, elites=20, iterations=iterations, horizon=H, min_std=0.01, seed=seed),
               torch.full((K,), -2.0), torch.full((K,), 2.0))
-    return cem.plan(quadratic(target), warm_start)
+    return cem.plan(quadratic(target), warm_start, proposal=proposal, keep_best=proposal is not None)
 
 
 def test_cem_finds_the_optimum_of_a_quadratic():
@@ -63,6 +63,30 @@ def test_warm_start_reaches_the_same_cost_in_fewer_iterations():
     cold = iterations_needed(None)
     warm = iterations_needed(target + 0.1)  # last plan, shifted: close to the new optimum
     assert warm < cold, (warm, cold)
+
+
+def test_a_proposal_draws_its_share_of_the_first_round_and_a_wrong_one_costs_samples_not_the_plan():
+    target = torch.linspace(-1.0, 1.0, H * K).reshape(H, K)
+    seen = []
+
+    def cost(candidates):
+        seen.append(candidates.clone())
+        return quadratic(target)(candidates)
+
+    cem = CEM(CEMConfig(samples=40, elites=8, iterations=1, horizon=H, init_std=1.0), torch.full((K,), -2.0),
+              torch.full((K,), 2.0))
+    proposal_mean = torch.full((H, K), 1.5)
+    cem.plan(cost, proposal=(proposal_mean, torch.full((H, K), 1e-3), 0.25), keep_best=True)
+    first = seen[0]  # (40, H, K): 30 around 0 with std 1, then 10 within 1e-3 of the proposal, its mean first
+    assert torch.equal(first[30], proposal_mean) and (first[30:] - proposal_mean).abs().max() < 0.01
+    assert (first[1:30] - proposal_mean).abs().max() > 1.0
+
+    sharp = (target, torch.full((H, K), 0.05), 0.5)  # a good proposal: one round lands near the optimum
+    wrong = (-target, torch.full((H, K), 0.05), 0.5)  # a wrong one: the search's own samples carry it
+    good_cost = solve(target, 1, proposal=sharp)[1]
+    wrong_cost, plain_cost = solve(target, 20, proposal=wrong)[1], solve(target, 20)[1]
+    assert good_cost < 0.2 * solve(target, 1)[1]
+    assert wrong_cost < 0.05 and plain_cost < 0.05
 
 
 def test_cem_is_seedable():

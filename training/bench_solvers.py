@@ -3,14 +3,16 @@
     python training/bench_solvers.py --checkpoint runs/push_t_small/model.safetensors --world push_t \
         --pairs out/push_t/heldout --episodes 50 --goal-offset 25 --budget 50 --out out/push_t/solvers
 
-Solvers (``mpc.solver``): ``cem`` (the search alone), ``prior+cem`` (the action prior seeds it) and
-``prior`` (the prior's mean, no search; run once, it has no budget). Budgets are CEM samples x elites x
-iterations. Rows are every solver at every budget, or exactly the ``--rows`` given (``cem:300x30x30
-prior+cem:16x4x1 prior``). Decision times are also given relative to ``cem`` at the node's default
-budget (64x8x3) when that row is run. Every row is a ``lewm-eval`` run on the same pairs and seed, so rows
-differ only in the planner; decision time is the p50 / p90 of the plans' wall-clock time on this machine
-(name the CPU when you quote it). Any other ``lewm-eval`` option (e.g. ``--horizon 5 --mode receding``) is
-passed through. Prints a table, writes ``solvers.json`` and ``solvers.png`` (success against p50 decision time).
+Solvers (``mpc.solver``): ``cem`` (the search alone), ``prior+cem`` (the action prior proposes a share of the
+candidates) and ``prior`` (the prior's mean, no search; it has no budget). Budgets are CEM samples x elites x
+iterations. Rows are every solver at every budget, or exactly the ``--rows`` given, e.g. ``cem:300x30x30
+prior+cem:16x4x1:horizon=5,prior-share=0.5 prior``: after a second colon, the row's own lewm-eval options,
+which win over the shared ones. Decision times are also given relative to ``cem`` at the node's default budget
+(64x8x3, no options of its own) when that row is run. Every row is a ``lewm-eval`` run on the same pairs and
+seed, so rows differ only in the planner; decision time is the p50 / p90 of the plans' wall-clock time on
+this machine (name the CPU when you quote it). Any other ``lewm-eval`` option (e.g. ``--horizon 5 --mode
+receding``) is passed to every row. Prints a table, writes ``solvers.json`` and ``solvers.png`` (success
+against p50 decision time).
 """
 
 from __future__ import annotations
@@ -30,13 +32,18 @@ def budget_args(budget: str) -> list[str]:
     return ['--samples', str(samples), '--elites', str(elites), '--iterations', str(iterations)]
 
 
-def parse_row(row: str) -> tuple[str, str]:
-    """'solver:budget' (or 'prior') -> (solver, budget); budget '-' for the prior, which has none."""
-    solver, _, budget = row.partition(':')
-    if solver not in SOLVERS or (solver == 'prior') != (budget == '') or (budget and len(budget.split('x')) != 3):
-        raise SystemExit(f"bench_solvers: bad row {row!r}: want SOLVER:SAMPLESxELITESxITERATIONS or 'prior', "
-                         f'SOLVER in {SOLVERS}')
-    return solver, budget or '-'
+def parse_row(row: str) -> tuple[str, str, list[str]]:
+    """'SOLVER:BUDGET[:key=value,...]' (or 'prior[::key=value,...]') -> (solver, budget, lewm-eval arguments);
+    budget '-' for the prior, which has none. key=value pairs are this row's own lewm-eval options
+    (``prior+cem:16x4x1:horizon=5,prior-share=0.5``)."""
+    solver, _, rest = row.partition(':')
+    budget, _, options = rest.partition(':')
+    pairs = [option.partition('=') for option in options.split(',') if option]
+    if (solver not in SOLVERS or (solver == 'prior') != (budget == '') or (budget and len(budget.split('x')) != 3)
+            or not all(sep and key for key, sep, _ in pairs)):
+        raise SystemExit(f"bench_solvers: bad row {row!r}: want SOLVER:SAMPLESxELITESxITERATIONS[:key=value,...] or "
+                         f"'prior[::key=value,...]', SOLVER in {SOLVERS}")
+    return solver, budget or '-', [arg for key, _, value in pairs for arg in (f'--{key}', value)]
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -75,15 +82,16 @@ def main(argv=None) -> list[dict]:
     if args.rows:
         runs = [parse_row(row) for row in args.rows]
     else:
-        runs = [(solver, budget) for solver in args.solvers
+        runs = [(solver, budget, []) for solver in args.solvers
                 for budget in (args.budgets if solver != 'prior' else ['-'])]
     rows = []
-    for solver, budget in runs:
+    for index, (solver, budget, options) in enumerate(runs):
         search = budget_args(budget) if budget != '-' else []
-        folder = args.out / f"{solver.replace('+', '_')}_{budget}"
-        results = evaluate.run([*passed, *search, '--solver', solver, '--no-random', '--no-replay',
+        folder = args.out / f"{index:02d}_{solver.replace('+', '_')}_{budget}"
+        results = evaluate.run([*passed, *search, *options, '--solver', solver, '--no-random', '--no-replay',
                                 '--subsets', 'standard', '--no-progress', '--out', str(folder)])
         entry = results['subsets']['standard']['planner']
+        budget = budget + (f" ({' '.join(options)})" if options else '')
         rows.append({'solver': solver, 'budget': budget, 'success': 100 * entry['success_rate'],
                      'ci95': [100 * b for b in entry['ci95']], 'episodes': entry['episodes'],
                      'plan_ms_p50': entry['plan_ms_p50'], 'plan_ms_p90': entry['plan_ms_p90']})

@@ -104,15 +104,16 @@ class CEM:
 
     @torch.inference_mode()
     def plan(self, cost_fn: CostFn, warm_start: torch.Tensor | None = None, horizon: int | None = None,
-             seed: int | None = None, init_std: torch.Tensor | None = None,
+             seed: int | None = None, proposal: tuple[torch.Tensor, torch.Tensor, float] | None = None,
              keep_best: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Minimise ``cost_fn`` over (horizon, K) block sequences; returns the final mean and its cost.
 
-        warm_start: (horizon, K) initial mean (the previous plan, shifted, or the action prior's mean); None
-        starts from 0 (the mean action of the training data). The current mean is always one of the
-        candidates, so a good warm start is never lost to sampling noise. init_std: (horizon, K) initial std
-        (the prior's) instead of ``init_std``. keep_best: return the best candidate scored when it beats the
-        final mean, so the plan is never worse than the warm start (kept on the device: no host sync).
+        warm_start: (horizon, K) initial mean (the previous plan, shifted); None starts from 0 (the mean action
+        of the training data). The current mean is always one of the candidates, so a good warm start is never
+        lost to sampling noise. proposal: (mean (H, K), std (H, K), share) a second Gaussian (the action
+        prior's) that draws ``share`` of the first iteration's candidates, its mean among them; the elites then
+        come from both. keep_best: return the best candidate scored when it beats the final mean, so the plan is
+        never worse than any candidate (the proposal's mean, say); kept on the device: no host sync.
         seed: restart the noise from it (None: carry on).
         """
         cfg, K = self.config, self.low.shape[0]
@@ -121,13 +122,18 @@ class CEM:
         H = horizon or cfg.horizon
         mean = torch.zeros(H, K, device=self.low.device) if warm_start is None else warm_start  # (H, K)
         mean = mean.clamp(self.low, self.high)  # (H, K)
-        std = torch.full((H, K), cfg.init_std, device=self.low.device) if init_std is None else init_std  # (H, K)
+        std = torch.full((H, K), cfg.init_std, device=self.low.device)  # (H, K)
         best, best_cost = mean, torch.tensor(float('inf'), device=mean.device)  # (H, K), ()
-        for _ in range(cfg.iterations):
+        for iteration in range(cfg.iterations):
             noise = coloured_noise(cfg.samples, H * K // self.action_dim, self.action_dim, cfg.noise_beta,
                                    self.generator, mean.device).reshape(cfg.samples, H, K)  # (N, H, K)
             noise[0] = 0.0  # (H, K): candidate 0 is the mean itself
-            candidates = (mean + std * noise).clamp(self.low, self.high)  # (N, H, K)
+            candidates = mean + std * noise  # (N, H, K)
+            if iteration == 0 and proposal is not None:
+                drawn = max(1, round(proposal[2] * cfg.samples))  # M: the last M candidates, the first of them
+                noise[-drawn] = 0.0  # the proposal's mean
+                candidates[-drawn:] = proposal[0] + proposal[1] * noise[-drawn:]  # (M, H, K)
+            candidates = candidates.clamp(self.low, self.high)  # (N, H, K)
             costs = cost_fn(candidates)  # (N,)
             ranked = costs.topk(cfg.elites, largest=False)
             elites = candidates[ranked.indices]  # (E, H, K)

@@ -56,10 +56,13 @@ class MPCConfig:
                                          'also costs the path, not only its end)', low=0.0, high=1e6, live=True)
     objective: str = setting('final', "final: cost after the last block (the paper's); closest: after the block "
                              'closest to the goal, executed up to it', choices=OBJECTIVES, live=True)
-    solver: str = setting('cem', 'cem: the search alone; prior+cem: the action prior seeds the search (mean, std) '
-                          "and the plan is never worse than the prior's mean; prior: the prior's mean, no search "
-                          '(about a millisecond); the prior modes need a checkpoint with an action prior',
-                          choices=SOLVERS, live=True)
+    solver: str = setting('cem', "cem: the search alone; prior+cem: the action prior draws prior_share of the "
+                          "first round's candidates (its mean among them) and the plan is never worse than the "
+                          "prior's mean; prior: the prior's mean, no search (about a millisecond); the prior modes "
+                          'need a checkpoint with an action prior', choices=SOLVERS, live=True)
+    prior_share: float = setting(0.5, "prior+cem: share of the first round's candidates drawn from the action prior; "
+                                 "the rest come from the search's own start (the previous plan, cem.init_std), so a "
+                                 'prior that is wrong costs samples, not the plan', low=0.0, high=1.0, live=True)
     capture: str = setting('none', 'none: the eager rollout; compile: torch.compile the predictor rollout (on a GPU '
                            'with CUDA graphs, mode reduce-overhead), compiled once per input shape: the first plans '
                            'are slow, warm_up pays for the main one', choices=CAPTURES)
@@ -279,8 +282,8 @@ class MPC:
                 final_cost = cost(mean[None])[0]  # ()
             else:
                 std = prior_std.clamp(cem.config.min_std, cem.config.init_std)  # (H, K)
-                mean, final_cost = cem.plan(cost, prior_mean, request.horizon, seed=seed, init_std=std,
-                                            keep_best=True)
+                mean, final_cost = cem.plan(cost, warm, request.horizon, seed=seed, keep_best=True,
+                                            proposal=(prior_mean, std, request.config.prior_share))
         arrival = cost.arrival(mean)  # ()
         surprise = None
         if n >= 2:  # how wrong the model was about the frame the last executed block led to
