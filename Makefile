@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint bench demo arm-reach-checkpoint two-room push-t clean
+.PHONY: venv test lint bench demo arm-reach-checkpoint two-room solvers push-t clean
 
 venv: $(STAMP)
 
@@ -34,7 +34,8 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/lewm-demo
 
-# The shipped planner checkpoint, from scratch: collect arm-reach bags, ingest, train (CPU, ~25 min).
+# The shipped planner checkpoint, from scratch: collect arm-reach bags, ingest, train the world model and then
+# its action prior (CPU, ~30 min).
 ARM_DATA := out/arm_reach
 arm-reach-checkpoint: $(STAMP)
 	$(BIN)/lewm-collect --world arm --task reach --policy expert --episodes 300 --steps 100 --workers 2 \
@@ -67,6 +68,20 @@ two-room: $(STAMP)
 		--pairs $(TWO_ROOM)/heldout --episodes 50 --goal-offset 100 --budget 150 $(TWO_ROOM_PLAN) \
 		--subsets standard --out $(TWO_ROOM)/eval_150_100
 	$(BIN)/lewm-physics --checkpoint runs/two_room_small/model.safetensors --out $(TWO_ROOM)/physics
+
+# Success against decision time for each planner solver (README, "Solvers"), on the shipped arm checkpoint (its
+# action prior included) and on make two-room's model with a prior trained here (goals 5 blocks ahead, as the
+# protocol's); needs make two-room first. About 15 min; tables, JSON and plots in out/solvers/.
+solvers: $(STAMP)
+	$(BIN)/python training/bench_solvers.py --checkpoint lewm_ros/checkpoints/arm_reach_small.safetensors --world arm \
+		--sampled-pairs --goal-span 1.5 --episodes 40 --budget 60 --rows cem:300x30x30 cem:64x8x3 cem:16x4x1 prior+cem:64x8x3 \
+		prior+cem:32x4x1 prior+cem:16x4x1 prior+cem:8x2x1 prior --out out/solvers/arm
+	$(BIN)/lewm-train --config training/configs/two_room.yaml prior.init_from=runs/two_room_small/model.safetensors \
+		prior.horizon=5 train.out_dir=runs/two_room_prior 'data.bags=[]'
+	$(BIN)/python training/bench_solvers.py --checkpoint runs/two_room_prior/model.safetensors --world two_room \
+		--pairs $(TWO_ROOM)/heldout --episodes 50 --goal-offset 25 --budget 50 $(TWO_ROOM_PLAN) \
+		--rows cem:300x30x30 cem:64x8x3 cem:16x4x1:horizon=5 prior+cem:64x8x3:horizon=5 prior+cem:32x4x1:horizon=5 \
+		prior+cem:16x4x1:horizon=5 prior+cem:16x4x1 prior::horizon=5 --out out/solvers/two_room
 
 # Push-T end to end on 2 CPU cores (README, "Push-T"): collect scripted-expert and weak-policy bags and
 # held-out expert episodes, ingest, train, evaluate at the paper's protocol (50 pairs from held-out episodes,

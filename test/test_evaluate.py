@@ -13,6 +13,7 @@ import torch
 from lewm_ros.model.checkpoint import save_checkpoint
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
+from lewm_ros.paths import DEFAULT_CHECKPOINT
 from lewm_ros.sim import make_world
 from lewm_ros.sim.collect import CollectSettings, collect
 from lewm_ros.sim.policies import make_policy
@@ -83,7 +84,7 @@ def test_end_to_end_writes_results(tmp_path, heldout):
     saved = json.loads((tmp_path / 'eval' / 'results.json').read_text())
     assert set(saved['subsets']) == {'standard', 'cross_room'} and (tmp_path / 'eval' / 'results.png').is_file()
     assert saved['mpc'] == {'mode': 'receding', 'execute_steps': 3, 'intermediate_weight': 0.0, 'objective': 'closest',
-                            'solver': 'cem', 'capture': 'none'}
+                            'solver': 'cem', 'prior_share': 0.5, 'capture': 'none'}
     for entry in results['subsets'].values():
         assert entry['planner']['episodes'] == entry['random']['episodes'] == entry['replay']['episodes'] == 3
         assert 0 <= entry['planner']['success_rate'] <= 1
@@ -119,3 +120,12 @@ def test_push_t_evaluation_smoke(tmp_path):
     labels = [row.split(' | ')[0] for row in rows[1:]]
     assert labels == ['| planner (eval)', '| planner (paper)', '| random', '| replay']
     assert 'CEM 8x2x1, H 5' in rows[1] and (tmp_path / 'table.md').read_text().strip() == out.strip()
+
+
+def test_the_shipped_checkpoints_action_prior_reaches_arm_goals_on_a_sixteen_candidate_search(tmp_path):
+    """prior+cem at 16 x 4 x 1 (about a fifth of the node default's decision time) still reaches the goals."""
+    results = run(['--checkpoint', str(DEFAULT_CHECKPOINT), '--world', 'arm', '--sampled-pairs', '--goal-span', '1.5',
+                   '--episodes', '10', '--budget', '60', '--samples', '16', '--elites', '4', '--iterations', '1',
+                   '--solver', 'prior+cem', '--no-replay', '--out', str(tmp_path / 'eval'), '--no-progress'])
+    entry = results['subsets']['standard']
+    assert entry['planner']['success_rate'] >= 0.7 > entry['random']['success_rate'], entry

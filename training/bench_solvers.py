@@ -52,18 +52,19 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for solver, marker in zip(SOLVERS, 'osD', strict=True):
-        mine = sorted((r for r in rows if r['solver'] == solver), key=lambda r: r['plan_ms_p50'])
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for solver, marker in zip(SOLVERS, 'osD', strict=True):  # points only: rows may differ in more than budget
+        mine = [r for r in rows if r['solver'] == solver]
         if mine:
-            ax.plot([r['plan_ms_p50'] for r in mine], [r['success'] for r in mine], marker=marker, label=solver)
-            for r in mine:
-                ax.annotate(r['budget'], (r['plan_ms_p50'], r['success']), fontsize=7, xytext=(3, 3),
-                            textcoords='offset points')
+            ax.scatter([r['plan_ms_p50'] for r in mine], [r['success'] for r in mine], marker=marker, label=solver)
+            for index, r in enumerate(mine):  # alternate above / below so that neighbours stay readable
+                label = r['budget'].replace('--', '').replace('(', '').replace(')', '')
+                ax.annotate(label, (r['plan_ms_p50'], r['success']), fontsize=7, textcoords='offset points',
+                            xytext=(4, 5 if index % 2 == 0 else -10))
     ax.set_xscale('log')
     ax.set_xlabel('decision time per plan, p50 (ms)')
     ax.set_ylabel('success %')
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 105)
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
