@@ -60,7 +60,7 @@ class MPCConfig:
                           "first round's candidates (its mean among them) and the plan is never worse than the "
                           "prior's mean; prior: the prior's mean, no search (about a millisecond); the prior modes "
                           'need a checkpoint with an action prior', choices=SOLVERS, live=True)
-    prior_share: float = setting(0.5, "prior+cem: share of the first round's candidates drawn from the action prior; "
+    prior_share: float = setting(0.75, "prior+cem: share of the first round's candidates drawn from the action prior; "
                                  "the rest come from the search's own start (the previous plan, cem.init_std), so a "
                                  'prior that is wrong costs samples, not the plan', low=0.0, high=1.0, live=True)
     capture: str = setting('none', 'none: the eager rollout; compile: torch.compile the predictor rollout (on a GPU '
