@@ -71,7 +71,7 @@ two-room: $(STAMP)
 
 # Success against decision time for each planner solver (README, "Solvers"), on the shipped arm checkpoint (its
 # action prior included) and on make two-room's model with a prior trained here (goals 5 blocks ahead, as the
-# protocol's); needs make two-room first. About 15 min; tables, JSON and plots in out/solvers/.
+# protocol's); needs make two-room first. About 10 min; tables, JSON and plots in out/solvers/.
 solvers: $(STAMP)
 	$(BIN)/python training/bench_solvers.py --checkpoint lewm_ros/checkpoints/arm_reach_small.safetensors --world arm \
 		--sampled-pairs --goal-span 1.5 --episodes 40 --budget 60 --rows cem:300x30x30 cem:64x8x3 cem:16x4x1 prior+cem:64x8x3 \

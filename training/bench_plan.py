@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from lewm_ros.model.checkpoint import Checkpoint
 from lewm_ros.model.config import preset
@@ -35,6 +34,8 @@ NODE_CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'planner.yaml'
 
 
 def budgets() -> dict[str, CEMConfig]:
+    import yaml  # here, not at the top: gpu_check.py imports this file on GPU machines that may lack PyYAML
+
     (parameters,) = [node['ros__parameters'] for node in yaml.safe_load(NODE_CONFIG.read_text()).values()]
     node = CEMConfig(**parameters['cem'])
     return {'300x30 it30 (paper)': CEMConfig(300, 30, 30), '300x30 it10': CEMConfig(300, 30, 10),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -28,14 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_plan import measure, measure_official  # training/bench_plan.py: a script's folder is first on sys.path
 
-from lewm_ros.model.checkpoint import Checkpoint
 from lewm_ros.model.config import preset
 from lewm_ros.model.flops import encoder_flops, training_step_flops
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.planning.cem import CEMConfig
-from lewm_ros.planning.mpc import MPC, Actuation, MPCConfig
-from lewm_ros.planning.official import official_plan
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by a substring of the device name.
 PEAK_TFLOPS = {'H200': 989.4, 'H100 SXM': 989.4, 'H100 80GB HBM3': 989.4, 'H100 PCIe': 756.0, 'H100 NVL': 835.0,
@@ -93,30 +92,12 @@ def check_training(cfg, device: torch.device, batch: int, steps: int) -> dict:
 
 def check_planning(cfg, device: torch.device, cem: CEMConfig, plans: int) -> dict:
     """Our plan eager, and captured on CUDA (torch.compile with CUDA graphs; checked against the eager rollout
-    on CPU by the test suite), and the official-style loop: p50 ms each and the ratios."""
+    on CPU by the test suite), and the official-style loop, each from one fresh frame per plan, timed as
+    training/bench_plan.py times them: p50 ms of ours, mean ms of the official loop, and the ratios."""
     model = WorldModel(cfg).to(device).eval()
-    size, rng = cfg.image_size, np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(plans + 2)]
-
-    def ours(capture: str) -> float:
-        mpc = MPC(Checkpoint(model, np.zeros(2, np.float32), np.ones(2, np.float32)), Actuation([-1, -1], [1, 1]),
-                  cem, MPCConfig(mode='paper', capture=capture))
-        mpc.set_goal(frames[-1])
-        mpc.warm_up()  # the captured path compiles here
-        seconds = []
-        for frame in frames[:plans]:
-            mpc.reset()
-            mpc.set_goal(frames[-1])
-            mpc.observe(frame)
-            seconds.append(mpc.replan().seconds)  # ends with the plan on the host
-        return float(np.median(seconds))
-
-    eager = ours('none')
-    captured = ours('compile') if device.type == 'cuda' else None
-    goal = torch.as_tensor(frames[-1], device=device)
-    start = torch.as_tensor(frames[0], device=device)
-    theirs = timed(lambda: official_plan(model, start, goal, cem.samples, cem.elites, cem.iterations,
-                                         cem.horizon).cpu(), device, plans)
+    eager = float(np.median(measure(model, cem, plans, math.inf)))
+    captured = float(np.median(measure(model, cem, plans, math.inf, 'compile'))) if device.type == 'cuda' else None
+    theirs = float(np.mean(measure_official(model, cem, plans, math.inf)))
     return {'budget': f'{cem.samples}x{cem.elites}x{cem.iterations}, H {cem.horizon}', 'plans': plans,
             'ours_ms_p50': 1000 * eager, 'captured_ms_p50': captured and 1000 * captured,
             'official_ms': 1000 * theirs, 'official_over_ours': theirs / eager,
