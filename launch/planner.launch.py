@@ -60,7 +60,7 @@ def _nodes(context):
                   on_exit=Shutdown(reason='the planner node exited'))]
     if LaunchConfiguration('use_sim').perform(context).lower() == 'true':
         sim = _overrides(context, SIM_OVERRIDES)
-        if sim.get('world', 'arm') != 'arm':  # sim.yaml's task and goal span are the arm's: use the world's own
+        if world not in ('', 'arm'):  # sim.yaml's task and goal span are the arm's: use the world's own
             sim = {'task': '', 'goal_span': 0.0, **sim}
         nodes.append(Node(package='lewm_ros', executable='sim_node', name='sim_node', namespace=namespace,
                           output='screen', parameters=[LaunchConfiguration('sim_config'), {**timing, **sim}]))

@@ -92,11 +92,11 @@ def main(argv=None) -> list[dict]:
         results = evaluate.run([*passed, *search, *options, '--solver', solver, '--no-random', '--no-replay',
                                 '--subsets', 'standard', '--no-progress', '--out', str(folder)])
         entry = results['subsets']['standard']['planner']
-        budget = budget + (f" ({' '.join(options)})" if options else '')
-        rows.append({'solver': solver, 'budget': budget, 'success': 100 * entry['success_rate'],
+        label = budget + (f" ({' '.join(options)})" if options else '')
+        rows.append({'solver': solver, 'budget': label, 'success': 100 * entry['success_rate'],
                      'ci95': [100 * b for b in entry['ci95']], 'episodes': entry['episodes'],
                      'plan_ms_p50': entry['plan_ms_p50'], 'plan_ms_p90': entry['plan_ms_p90']})
-        print(f"{solver + ' ' + budget:22s} success {rows[-1]['success']:5.1f}%  plans p50 "
+        print(f"{solver + ' ' + label:22s} success {rows[-1]['success']:5.1f}%  plans p50 "
               f"{entry['plan_ms_p50']:8.1f} ms  p90 {entry['plan_ms_p90']:8.1f} ms", flush=True)
     default = next((r['plan_ms_p50'] for r in rows if (r['solver'], r['budget']) == NODE_DEFAULT), None)
     for r in rows:
