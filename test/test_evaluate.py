@@ -17,9 +17,13 @@ from lewm_ros.paths import DEFAULT_CHECKPOINT
 from lewm_ros.sim import make_world
 from lewm_ros.sim.collect import CollectSettings, collect
 from lewm_ros.sim.policies import make_policy
+from lewm_ros.planning.cem import CEMConfig
+from lewm_ros.planning.mpc import MPCConfig
 from lewm_ros.training.evaluate import (
     Pair,
     ReplayPolicy,
+    SimulatorPlanner,
+    UniformPolicy,
     cross_room,
     load_episode,
     run,
@@ -92,6 +96,18 @@ def test_end_to_end_writes_results(tmp_path, heldout):
         assert entry['replay']['success_rate'] == 1.0 and max(entry['replay']['steps_to_success']) <= 8
 
 
+def test_the_simulator_planner_solves_what_the_random_policy_does_not(heldout):
+    """The search with the true simulator as its model (lewm-eval --oracle) reaches Two-Room goals 25 steps away."""
+    world = make_world('two_room')
+    pairs = sample_pairs(world, [load_episode(bag) for bag in sorted(heldout.glob('episode_*'))], 6, 25,
+                         np.random.default_rng(0))
+    oracle = SimulatorPlanner(world, CEMConfig(samples=32, elites=4, iterations=2, horizon=5),
+                              MPCConfig(mode='receding', execute_steps=5, objective='closest'), frameskip=5)
+    solved = sum(run_episode(world, pair, 50, oracle)[0] for pair in pairs)
+    random = sum(run_episode(world, pair, 50, UniformPolicy(0))[0] for pair in pairs)
+    assert solved >= 5 and solved > random, (solved, random)
+
+
 def test_push_t_evaluation_smoke(tmp_path):
     """Push-T end to end on a tiny budget: all pairs and block-moved pairs, floor and replay ceiling, GIF."""
     bags = tmp_path / 'bags'
@@ -102,13 +118,13 @@ def test_push_t_evaluation_smoke(tmp_path):
     ckpt = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
     results = run(['--checkpoint', str(ckpt), '--world', 'push_t', '--pairs', str(bags), '--episodes', '2',
                    '--budget', '6', '--samples', '8', '--elites', '2', '--iterations', '1', '--gif',
-                   '--out', str(tmp_path / 'eval'), '--no-progress'])
+                   '--oracle', '4x2x1', '--out', str(tmp_path / 'eval'), '--no-progress'])
     assert set(results['subsets']) == {'standard', 'block_moved'}
     world = make_world('push_t')
     for pair in results['subsets']['block_moved']['pairs']:
         assert world.block_moved(pair['start'], pair['goal'])
     for entry in results['subsets'].values():
-        assert {'planner', 'random', 'replay'} <= set(entry)
+        assert {'planner', 'oracle', 'random', 'replay'} <= set(entry)
     assert (tmp_path / 'eval' / 'episode_standard.gif').is_file()
 
     # The side-by-side table of two runs on the same pairs (here the same run under two names).
@@ -118,8 +134,8 @@ def test_push_t_evaluation_smoke(tmp_path):
                           str(tmp_path / 'table.md')], capture_output=True, text=True, check=True).stdout
     rows = [line for line in out.splitlines() if line.startswith('| ')]
     labels = [row.split(' | ')[0] for row in rows[1:]]
-    assert labels == ['| planner (eval)', '| planner (paper)', '| random', '| replay']
-    assert 'CEM 8x2x1, H 5' in rows[1] and (tmp_path / 'table.md').read_text().strip() == out.strip()
+    assert labels == ['| planner (eval)', '| planner (paper)', '| oracle', '| random', '| replay']
+    assert 'CEM 8x2x1, H 5' in rows[1] and 'CEM 4x2x1 with the true simulator' in rows[3] and (tmp_path / 'table.md').read_text().strip() == out.strip()
 
 
 def test_the_shipped_checkpoints_action_prior_reaches_arm_goals_on_a_sixteen_candidate_search(tmp_path):

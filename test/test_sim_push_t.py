@@ -78,6 +78,16 @@ def test_success_is_a_4d_distance_and_an_angle_modulo_two_pi(world):
     assert angle_error(0.0, 3 * np.pi) == pytest.approx(np.pi)
 
 
+def test_goal_cost_is_one_at_each_success_limit(world):
+    goal = np.array([200.0, 200.0, 300.0, 300.0, 0.01, 0.0, 0.0])
+    assert world.goal_cost(goal, goal) == 0.0
+    moved, turned = goal.copy(), goal.copy()
+    moved[0] += 20.0
+    turned[4] = 0.01 - np.pi / 9 + 2 * np.pi  # across the wrap
+    assert world.goal_cost(moved, goal) == pytest.approx(1.0)
+    assert world.goal_cost(turned, goal) == pytest.approx(1.0)
+
+
 def test_rendering_shapes_and_colours(world):
     state = np.array([100.0, 400.0, 380.0, 120.0, 0.0, 0.0, 0.0])
     image = world.render_state(state, 224)

@@ -97,8 +97,10 @@ def test_end_to_end_loss_goes_down_and_checkpoint_reloads(tmp_path, bags):
                             '--clips', '32'], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
     assert 'copying the last frame' in check.stdout and "other clips' actions" in check.stdout
-    r2 = dict(item.split() for item in check.stdout.split('linear probe R^2: ')[1].strip().split(', '))
-    assert set(r2) == {'x', 'y'} and all(float(v) <= 1 for v in r2.values()), check.stdout
+    lines = dict(line.split(': ', 1) for line in check.stdout.splitlines() if 'R^2: ' in line)
+    for probe in ('linear probe R^2', '10-nearest-neighbour R^2'):
+        r2 = dict(item.split() for item in lines[probe].split(', '))
+        assert set(r2) == {'x', 'y'} and all(float(v) <= 1 for v in r2.values()), check.stdout
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, bags):

@@ -28,7 +28,7 @@ NODE_DEFAULT = ('cem', '64x8x3')  # the planner node's default solver and budget
 
 
 def budget_args(budget: str) -> list[str]:
-    samples, elites, iterations = (int(v) for v in budget.split('x'))
+    samples, elites, iterations = evaluate.parse_budget(budget)
     return ['--samples', str(samples), '--elites', str(elites), '--iterations', str(iterations)]
 
 

@@ -6,7 +6,9 @@
 On clips of ``--cache`` (say, held-out episodes ingested on their own): the prediction MSE beside copying the
 last frame's embedding and predicting from other clips' actions (the trainer's validation baselines,
 lewm_ros.training.train.prediction_errors), and the R^2 per state variable of a linear probe fitted on
-``--fit-cache`` frames. A predictor no better than copying plans no better than a random policy.
+``--fit-cache`` frames, beside a 10-nearest-neighbour read-out from the same frames (what it reads and the
+linear probe does not is coded nonlinearly; what neither reads is not in the embedding). A predictor no better
+than copying plans no better than a random policy.
 """
 
 from __future__ import annotations
@@ -22,30 +24,32 @@ from lewm_ros.data.clips import ClipDataset
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.sim.registry import WORLDS
 from lewm_ros.training.physics import PERTURBATIONS, probe_targets
-from lewm_ros.training.probe import linear_probe, r_squared
+from lewm_ros.training.probe import linear_probe, nearest_neighbour_probe, r_squared
 from lewm_ros.training.train import prediction_errors
 
 
 @torch.no_grad()
-def check(checkpoint: Path, cache: Path, fit_cache: Path, world: str, clips: int = 512, seed: int = 0) -> dict:
+def check(checkpoint: Path, cache: Path, fit_cache: Path, world: str, clips: int = 512, fit_clips: int = 4096,
+          seed: int = 0) -> dict:
     ckpt = load_checkpoint(checkpoint)
     model, cfg = ckpt.model.eval(), ckpt.config
     stats = ActionStats(ckpt.action_mean, ckpt.action_std)
     rng, shuffle = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
 
-    def sample(path: Path) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        data = ClipDataset(path, cfg.history, cfg.frameskip, split='all', action_stats=stats).sample(clips, rng)
+    def sample(path: Path, count: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        data = ClipDataset(path, cfg.history, cfg.frameskip, split='all', action_stats=stats).sample(count, rng)
         emb = model.encode(torch.from_numpy(data['frames']))  # (B, T, D)
         states = probe_targets(world, data['state'].reshape(-1, data['state'].shape[-1]))  # (B*T, P)
         return emb, torch.from_numpy(data['actions']), states
 
-    emb, actions, states = sample(cache)
+    emb, actions, states = sample(cache, clips)
     report = prediction_errors(model, emb, actions, shuffle)
-    fit_emb, _, fit_states = sample(fit_cache)
-    predicted = linear_probe(fit_emb.flatten(0, 1).numpy(), fit_states, emb.flatten(0, 1).numpy())  # (B*T, P)
-    r2 = r_squared(predicted, states, per_column=True)  # (P,)
+    fit_emb, _, fit_states = sample(fit_cache, fit_clips)
+    fit_emb, emb = fit_emb.flatten(0, 1).numpy(), emb.flatten(0, 1).numpy()  # (B*T, D)
     names = PERTURBATIONS[world].probe_names if world in PERTURBATIONS else ('s0', 's1')
-    report['probe_r2'] = dict(zip(names, r2.round(3).tolist(), strict=True))
+    for key, probe in (('probe_r2', linear_probe), ('neighbour_r2', nearest_neighbour_probe)):
+        r2 = r_squared(probe(fit_emb, fit_states, emb), states, per_column=True)  # (P,)
+        report[key] = dict(zip(names, r2.round(3).tolist(), strict=True))
     return report
 
 
@@ -55,13 +59,15 @@ def main(argv=None) -> dict:
     parser.add_argument('--cache', required=True, type=Path, help='clips to score (e.g. held-out episodes)')
     parser.add_argument('--fit-cache', required=True, type=Path, help='frames to fit the linear probe on')
     parser.add_argument('--world', required=True, choices=sorted(WORLDS), help='names the probed state variables')
-    parser.add_argument('--clips', type=int, default=512)
+    parser.add_argument('--clips', type=int, default=512, help='clips of --cache to score')
+    parser.add_argument('--fit-clips', type=int, default=4096, help='clips of --fit-cache the probes are fitted on')
     args = parser.parse_args(argv)
-    report = check(args.checkpoint, args.cache, args.fit_cache, args.world, args.clips)
+    report = check(args.checkpoint, args.cache, args.fit_cache, args.world, args.clips, args.fit_clips)
     print(f"prediction MSE {report['pred']:.4f}; copying the last frame {report['pred_copy']:.4f} "
           f"({report['pred_copy'] / report['pred']:.2f}x the prediction's); other clips' actions "
           f"{report['pred_shuffled']:.4f} ({report['pred_shuffled'] / report['pred']:.2f}x)")
     print('linear probe R^2: ' + ', '.join(f'{k} {v:.2f}' for k, v in report['probe_r2'].items()))
+    print('10-nearest-neighbour R^2: ' + ', '.join(f'{k} {v:.2f}' for k, v in report['neighbour_r2'].items()))
     return report
 
 

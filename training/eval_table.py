@@ -3,9 +3,9 @@
     python training/eval_table.py out/push_t/eval_tuned out/push_t/eval_paper --out out/push_t/results.md
 
 Each argument is a folder with the ``results.json`` that ``lewm-eval`` writes. Rows: every planner run
-under its label (the folder name), then the random floor and the replay ceiling from the first run that
-has them. Columns: the subsets, as success % with the 95% Wilson interval and the number of pairs.
-Runs are checked to use the same pairs, so that the rows compare like with like.
+under its label (the folder name), then the oracle (lewm-eval --oracle), the random floor and the replay
+ceiling from the first run that has them. Columns: the subsets, as success % with the 95% Wilson interval
+and the number of pairs. Runs are checked to use the same pairs, so that the rows compare like with like.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ def table(runs: dict[str, dict]) -> str:
     for label, results in runs.items():
         cells = ' | '.join(_cell(results['subsets'][s]['planner']) for s in subsets)
         lines.append(f'| planner ({label}) | {_planner_settings(results)} | {cells} |')
-    for policy, settings in (('random', 'uniform actions in [-1, 1]^2'),
+    oracle = next((r['oracle_cem'] for r in runs.values() if r.get('oracle_cem')), None)
+    oracle_settings = oracle and (f"CEM {oracle['samples']}x{oracle['elites']}x{oracle['iterations']} with the true "
+                                  "simulator as its model, cost on the true state")
+    for policy, settings in (('oracle', oracle_settings), ('random', 'uniform actions in [-1, 1]^2'),
                              ('replay', "the episode's recorded actions from the start state")):
         source = next((r for r in runs.values() if policy in r['subsets'][subsets[0]]), None)
         if source is not None:

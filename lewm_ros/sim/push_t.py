@@ -149,6 +149,10 @@ class PushT(World):
         return (self.goal_distance(state, goal) < SUCCESS_DISTANCE
                 and angle_error(state[4], goal[4]) < SUCCESS_ANGLE)
 
+    def goal_cost(self, state, goal) -> float:
+        """The 4-D distance over 20 px plus the angle error over 20 degrees: each term 1 at its success limit."""
+        return self.goal_distance(state, goal) / SUCCESS_DISTANCE + angle_error(state[4], goal[4]) / SUCCESS_ANGLE
+
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
         agent = rng.uniform(*AGENT_START, size=2)
         block = rng.uniform(*BLOCK_START, size=2)

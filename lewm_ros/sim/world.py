@@ -103,6 +103,12 @@ class World(ABC):
         """Whether ``state`` solves ``goal``; worlds with more than a distance criterion override it."""
         return self.goal_distance(state, goal) <= self.success_threshold
 
+    def goal_cost(self, state, goal) -> float:
+        """How far ``state`` is from solving ``goal``, 1 at the edge of success: the cost a planner with the true
+        simulator as its model minimises (lewm-eval --oracle). Worlds with more than a distance criterion add
+        their other terms on the same scale."""
+        return self.goal_distance(state, goal) / self.success_threshold
+
     def joint_state(self) -> JointReading | None:
         """Joint positions/velocities for a joint_states topic, or None for worlds without joints."""
         return None

@@ -21,7 +21,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -32,7 +32,7 @@ from tqdm import tqdm
 from lewm_ros.data.bags import BagReader
 from lewm_ros.data.ingest import find_bags
 from lewm_ros.model.checkpoint import load_checkpoint
-from lewm_ros.planning.cem import OBJECTIVES, CEMConfig
+from lewm_ros.planning.cem import CEM, OBJECTIVES, CEMConfig, normalised_bounds
 from lewm_ros.planning.mpc import CAPTURES, MODES, MPC, SOLVERS, Actuation, MPCConfig
 from lewm_ros.sim import WORLDS, make_world
 from lewm_ros.sim.policies import RandomPolicy
@@ -157,6 +157,49 @@ class PlannerPolicy:
         return self.mpc.act()
 
 
+class SimulatorPlanner:
+    """The planner's search with the true simulator as its model: the same CEM over the same action blocks,
+    horizon and replanning, every candidate rolled out in a private copy of the world from the true state, its
+    cost the world's ``goal_cost`` towards the goal state. What a perfect world model would give this search;
+    the gap to the planner is the model's, the gap to replay the search's."""
+
+    def __init__(self, world: World, cem: CEMConfig, mpc: MPCConfig, frameskip: int):
+        self.sim = make_world(world.name, world.task, image_size=8)
+        self.cem_config, self.frameskip = cem, frameskip
+        self.closest = mpc.objective == 'closest'
+        self.execute = cem.horizon * frameskip if mpc.mode == 'paper' else mpc.execute_steps
+        self.bounds = normalised_bounds(world.action_space.low, world.action_space.high, lambda a: a, frameskip)
+
+    def begin(self, world: World, pair: Pair):
+        self.cem = CEM(self.cem_config, *self.bounds, action_dim=world.action_space.shape[0])
+        self.goal, self.queue, self.plan = np.asarray(pair.goal), [], None
+
+    def cost(self, candidates: torch.Tensor) -> torch.Tensor:
+        """candidates (N, H, K) raw action blocks -> (N,) goal costs after the last (or the closest) block."""
+        costs = []
+        for blocks in candidates.double().numpy():
+            self.sim.set_state(self.start)
+            self.sim.set_goal(self.goal)
+            per_block = []
+            for block in blocks:  # (K,)
+                for action in block.reshape(self.frameskip, -1):
+                    self.sim.step(action)
+                per_block.append(self.sim.goal_cost(self.sim.get_state(), self.goal))
+            costs.append(min(per_block) if self.closest else per_block[-1])
+        return torch.tensor(costs)
+
+    def act(self, world: World) -> np.ndarray:
+        if not self.queue:
+            self.start = world.get_state()
+            warm = None
+            if self.plan is not None:  # the previous plan less its executed blocks, padded with the mean action
+                done = self.execute // self.frameskip
+                warm = torch.cat([self.plan[done:], torch.zeros_like(self.plan[:done])])
+            self.plan, _ = self.cem.plan(self.cost, warm_start=warm)  # (H, K)
+            self.queue = list(self.plan.reshape(-1, world.action_space.shape[0]).double().numpy()[:self.execute])
+        return self.queue.pop(0)
+
+
 class UniformPolicy:
     def __init__(self, seed: int):
         self.seed = seed
@@ -179,6 +222,15 @@ class ReplayPolicy:
     def act(self, world: World) -> np.ndarray:
         self.step += 1
         return self.actions[self.step - 1] if self.step <= len(self.actions) else self.rest
+
+
+def parse_budget(text: str) -> tuple[int, int, int]:
+    """'SAMPLESxELITESxITERATIONS' (a CEM budget, e.g. '64x8x3') -> (samples, elites, iterations)."""
+    parts = text.split('x')
+    if len(parts) != 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ValueError(f'bad CEM budget {text!r}: want SAMPLESxELITESxITERATIONS, e.g. 64x8x3')
+    samples, elites, iterations = (int(part) for part in parts)
+    return samples, elites, iterations
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -219,7 +271,7 @@ def restricted(entry: dict, keep: list[bool]) -> dict:
     return out
 
 
-POLICY_COLOURS = {'planner': 'tab:blue', 'random': 'tab:grey', 'replay': 'tab:green'}
+POLICY_COLOURS = {'planner': 'tab:blue', 'oracle': 'tab:purple', 'random': 'tab:grey', 'replay': 'tab:green'}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -274,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                 parser.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=item.default,
                                     choices=choices.get(item.name),
                                     help=f'{config.__name__}.{item.name} (default {item.default})')
+    parser.add_argument('--oracle', metavar='SAMPLESxELITESxITERATIONS',
+                        help="also run the search with the true simulator as its model (SimulatorPlanner) at this "
+                        "CEM budget, e.g. 64x8x3: the planner's ceiling with a perfect world model")
     parser.add_argument('--no-random', action='store_true', help='skip the random-policy floor')
     parser.add_argument('--no-replay', action='store_true', help='skip replaying the recorded actions')
     parser.add_argument('--subsets', nargs='+', default=None, choices=sorted(SUBSETS),
@@ -300,6 +355,14 @@ def run(argv=None) -> dict:
     mpc_config = MPCConfig(**{item.name: getattr(args, item.name) for item in fields(MPCConfig)})
     mpc = MPC(ckpt, Actuation(world.action_space.low, world.action_space.high), cem, mpc_config)
     mpc.warm_up()
+    oracle = None
+    if args.oracle:
+        try:
+            samples, elites, iterations = parse_budget(args.oracle)
+        except ValueError as error:
+            raise SystemExit(f'lewm-eval --oracle: {error}') from None
+        oracle_cem = replace(cem, samples=samples, elites=elites, iterations=iterations)
+        oracle = SimulatorPlanner(world, oracle_cem, mpc_config, ckpt.config.frameskip)
 
     episodes = [load_episode(bag) for bag in find_bags(args.pairs)] if args.pairs else None
     subsets = args.subsets or list(WORLD_SUBSETS.get(world.name, ('standard',)))
@@ -308,7 +371,8 @@ def run(argv=None) -> dict:
     results = {'checkpoint': str(args.checkpoint), 'world': world.name, 'task': world.task,
                'goal_span': args.goal_span,
                'goal_offset': args.goal_offset if episodes else None, 'budget': args.budget, 'seed': args.seed,
-               'cem': asdict(cem), 'mpc': asdict(mpc_config), 'device': str(device), 'subsets': {}}
+               'cem': asdict(cem), 'mpc': asdict(mpc_config), 'device': str(device), 'subsets': {},
+               'oracle_cem': asdict(oracle.cem_config) if oracle else None}
     started = time.perf_counter()
     if FILTERED & set(subsets) and 'standard' not in subsets:
         subsets = ['standard', *subsets]
@@ -331,6 +395,8 @@ def run(argv=None) -> dict:
         if frames:
             args.out.mkdir(parents=True, exist_ok=True)
             imageio.mimsave(args.out / f'episode_{subset}.gif', frames, duration=0.1, loop=0)
+        if oracle is not None:
+            entry['oracle'] = evaluate(world, pairs, args.budget, oracle, f'{subset} oracle', not args.no_progress)
         if not args.no_random:
             entry['random'] = evaluate(world, pairs, args.budget, UniformPolicy(args.seed), f'{subset} random',
                                        not args.no_progress)
