@@ -86,7 +86,8 @@ solvers: $(STAMP)
 # Push-T end to end on 2 CPU cores (README, "Push-T"): collect scripted-expert and weak-policy bags and
 # held-out expert episodes, ingest, train, evaluate at the paper's protocol (50 pairs from held-out episodes,
 # goal 25 steps ahead, budget 50) with our planner settings and the paper's, beside the random floor and the
-# replay ceiling, on all pairs and on block-moved pairs; then violation of expectation and the state probe.
+# replay ceiling and the same search with the true simulator as its model (--oracle, the planner's ceiling), on
+# all pairs and on block-moved pairs; then violation of expectation and the state probe.
 # Results land in out/push_t/ (results.md, results.png, episode GIFs, physics/).
 PUSH_T := out/push_t
 PUSH_T_EVAL := --checkpoint runs/push_t_small/model.safetensors --world push_t --pairs $(PUSH_T)/heldout \
@@ -104,7 +105,7 @@ push-t: $(STAMP)
 	$(BIN)/lewm-collect --world push_t --policy expert --episodes 100 --steps 100 --workers 2 \
 		--seed 500000 --out $(PUSH_T)/heldout
 	$(BIN)/lewm-train --config training/configs/push_t.yaml
-	$(BIN)/lewm-eval $(PUSH_T_EVAL) $(PUSH_T_PLAN) --gif --out $(PUSH_T)/tuned
+	$(BIN)/lewm-eval $(PUSH_T_EVAL) $(PUSH_T_PLAN) --oracle 64x8x3 --gif --out $(PUSH_T)/tuned
 	$(BIN)/lewm-eval $(PUSH_T_EVAL) $(PAPER_PLAN) --no-random --no-replay --out $(PUSH_T)/paper
 	$(BIN)/python training/eval_table.py $(PUSH_T)/tuned $(PUSH_T)/paper --out $(PUSH_T)/results.md
 	$(BIN)/lewm-physics --world push_t --checkpoint runs/push_t_small/model.safetensors --out $(PUSH_T)/physics

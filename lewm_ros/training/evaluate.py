@@ -5,7 +5,8 @@ on): a start state at a random step, the goal = the state ``--goal-offset`` step
 episode, rendered as the goal image. The planner (the same ``MPC`` the ROS node runs) then has
 ``--budget`` control steps; an episode succeeds if the goal is reached at any step. On the same pairs,
 side by side: a uniformly random policy (the floor) and, for pairs from bags, the episode's own recorded
-actions replayed from the start state (the ceiling of the protocol: what the data says is reachable).
+actions replayed from the start state (the ceiling of the protocol: what the data says is reachable) and,
+with ``--oracle``, the same search with the true simulator as its model (the planner's ceiling).
 A second subset of pairs needs what the world is about: for Two-Room the cross-room pairs (start and goal
 in different rooms; only a few standard pairs need the door), for Push-T the block-moved pairs (the block
 moves more than 20 px or turns more than 20 degrees; where it stays, the task is navigation).
@@ -158,10 +159,11 @@ class PlannerPolicy:
 
 
 class SimulatorPlanner:
-    """The planner's search with the true simulator as its model: the same CEM over the same action blocks,
-    horizon and replanning, every candidate rolled out in a private copy of the world from the true state, its
-    cost the world's ``goal_cost`` towards the goal state. What a perfect world model would give this search;
-    the gap to the planner is the model's, the gap to replay the search's."""
+    """The planner's search with the true simulator as its model: the same CEM (in raw action units) over the
+    same action blocks and horizon, replanned as often (whole plans in paper mode, else every ``execute_steps``),
+    every candidate rolled out in a private copy of the world from the true state, its cost the world's
+    ``goal_cost`` towards the goal state after the last or the closest block. What a perfect world model would
+    give this search: the gap to the planner is the model's, the gap to replay the search's."""
 
     def __init__(self, world: World, cem: CEMConfig, mpc: MPCConfig, frameskip: int):
         self.sim = make_world(world.name, world.task, image_size=8)
@@ -172,7 +174,7 @@ class SimulatorPlanner:
 
     def begin(self, world: World, pair: Pair):
         self.cem = CEM(self.cem_config, *self.bounds, action_dim=world.action_space.shape[0])
-        self.goal, self.queue, self.plan = np.asarray(pair.goal), [], None
+        self.goal, self.queue, self.plan, self.start = np.asarray(pair.goal), [], None, None
 
     def cost(self, candidates: torch.Tensor) -> torch.Tensor:
         """candidates (N, H, K) raw action blocks -> (N,) goal costs after the last (or the closest) block."""
