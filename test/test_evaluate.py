@@ -14,11 +14,11 @@ from lewm_ros.model.checkpoint import save_checkpoint
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.paths import DEFAULT_CHECKPOINT
+from lewm_ros.planning.cem import CEMConfig
+from lewm_ros.planning.mpc import MPCConfig
 from lewm_ros.sim import make_world
 from lewm_ros.sim.collect import CollectSettings, collect
 from lewm_ros.sim.policies import make_policy
-from lewm_ros.planning.cem import CEMConfig
-from lewm_ros.planning.mpc import MPCConfig
 from lewm_ros.training.evaluate import (
     Pair,
     ReplayPolicy,
@@ -135,7 +135,8 @@ def test_push_t_evaluation_smoke(tmp_path):
     rows = [line for line in out.splitlines() if line.startswith('| ')]
     labels = [row.split(' | ')[0] for row in rows[1:]]
     assert labels == ['| planner (eval)', '| planner (paper)', '| oracle', '| random', '| replay']
-    assert 'CEM 8x2x1, H 5' in rows[1] and 'CEM 4x2x1 with the true simulator' in rows[3] and (tmp_path / 'table.md').read_text().strip() == out.strip()
+    assert 'CEM 8x2x1, H 5' in rows[1] and 'CEM 4x2x1 with the true simulator' in rows[3]
+    assert (tmp_path / 'table.md').read_text().strip() == out.strip()
 
 
 def test_the_shipped_checkpoints_action_prior_reaches_arm_goals_on_a_sixteen_candidate_search(tmp_path):
