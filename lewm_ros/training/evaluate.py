@@ -285,7 +285,7 @@ def plot(results: dict, path: Path) -> None:
     subsets = list(results['subsets'])
     policies = [policy for policy in POLICY_COLOURS if policy in results['subsets'][subsets[0]]]
     width = 0.8 / len(policies)
-    fig, ax = plt.subplots(figsize=(2.5 + 2 * len(subsets), 4))
+    fig, ax = plt.subplots(figsize=(3.5 + 2 * len(subsets), 4))
     for index, policy in enumerate(policies):
         entries = [results['subsets'][s][policy] for s in subsets]
         rates = np.array([100 * e['success_rate'] for e in entries])
@@ -298,7 +298,7 @@ def plot(results: dict, path: Path) -> None:
     ax.set_ylim(0, 105)
     goals = f"goal {results['goal_offset']} steps ahead" if results['goal_offset'] else 'sampled goals'
     ax.set_title(f"{results['world']}: {goals}, budget {results['budget']}")
-    ax.legend(loc='lower right')
+    ax.legend(loc='center left', bbox_to_anchor=(1.01, 0.5))  # beside the axes: bars reach every height
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
