@@ -175,13 +175,13 @@ class SimulatorPlanner:
     def begin(self, world: World, pair: Pair):
         self.cem = CEM(self.cem_config, *self.bounds, action_dim=world.action_space.shape[0])
         self.goal, self.queue, self.plan, self.start = np.asarray(pair.goal), [], None, None
+        self.sim.set_goal(self.goal)  # once: every rollout of this pair is towards it
 
     def cost(self, candidates: torch.Tensor) -> torch.Tensor:
         """candidates (N, H, K) raw action blocks -> (N,) goal costs after the last (or the closest) block."""
         costs = []
         for blocks in candidates.double().numpy():
             self.sim.set_state(self.start)
-            self.sim.set_goal(self.goal)
             per_block = []
             for block in blocks:  # (K,)
                 for action in block.reshape(self.frameskip, -1):
@@ -194,7 +194,7 @@ class SimulatorPlanner:
         if not self.queue:
             self.start = world.get_state()
             warm = None
-            if self.plan is not None:  # the previous plan less its executed blocks, padded with the mean action
+            if self.plan is not None:  # the previous plan less its executed blocks, padded with zero actions
                 done = self.execute // self.frameskip
                 warm = torch.cat([self.plan[done:], torch.zeros_like(self.plan[:done])])
             self.plan, _ = self.cem.plan(self.cost, warm_start=warm)  # (H, K)

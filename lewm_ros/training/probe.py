@@ -21,14 +21,14 @@ def nearest_neighbour_probe(fit_emb: np.ndarray, fit_target: np.ndarray, test_em
     """The mean target (M, S) of each test embedding's ``k`` nearest fitted embeddings (Euclidean): a read-out that
     needs no linear code, so a quantity that it reads and a linear probe does not is coded nonlinearly, and one
     that neither reads is missing from the embedding."""
-    fit = np.asarray(fit_emb, np.float64)
+    fit, target = np.asarray(fit_emb, np.float64), np.asarray(fit_target)
     fit_sq = (fit ** 2).sum(1)  # (N,)
     out = []
     for start in range(0, len(test_emb), chunk):
         test = np.asarray(test_emb[start:start + chunk], np.float64)  # (C, D)
         dist = fit_sq[None] - 2 * test @ fit.T  # (C, N): squared distance less the test's own norm
         nearest = np.argpartition(dist, k - 1, axis=1)[:, :k]  # (C, k)
-        out.append(np.asarray(fit_target)[nearest].mean(1))  # (C, S)
+        out.append(target[nearest].mean(1))  # (C, S)
     return np.concatenate(out)
 
 
