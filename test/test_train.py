@@ -202,3 +202,26 @@ def test_action_prior_section_trains_a_prior_that_beats_the_mean_action(tmp_path
     assert report['train_relative_mse'] < 0.9  # its mean fits the actions better than the mean action
     assert np.isfinite(report['relative_mse'])  # held out: 2 episodes here, too few to test generalisation
     torch.testing.assert_close(ckpt.model.state_dict(), params_of(out / 'last.safetensors'))  # the model is frozen
+
+
+def test_cpu_bf16_autocasts_the_step_and_keeps_fp32_weights():
+    from lewm_ros.model.config import ModelConfig
+    from lewm_ros.training.train import Schedule, TrainConfig, autocast, train_step
+
+    cfg = ModelConfig.from_dict({**TINY_MODEL, 'encoder': {**TINY_MODEL['encoder'], 'kind': 'cnn', 'image_size': 64}})
+    model = WorldModel(cfg).train()
+    frames = torch.randint(0, 256, (8, 4, 64, 64, 3), dtype=torch.uint8)
+    cpu = torch.device('cpu')
+    with autocast(cpu, TrainConfig()):  # off by default on the CPU
+        assert model.encode(frames).dtype == torch.float32
+    tc = TrainConfig(cpu_bf16=True, lr=1e-3, batch_size=8)
+    with autocast(cpu, tc):
+        assert model.encode(frames).dtype == torch.bfloat16
+
+    optimiser = torch.optim.AdamW(model.parameters(), lr=tc.lr)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clip = {'frames': frames, 'actions': torch.randn(8, 4, cfg.action_block_dim)}
+    terms, grad_norm = train_step(model, optimiser, clip, 5, tc, Schedule(tc.lr, 10, 1, 10), autocast(cpu, tc))
+    assert torch.isfinite(terms['total']) and torch.isfinite(grad_norm)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast computes in bf16, stores fp32
+    assert not torch.equal(before['encoder.head.weight'], model.state_dict()['encoder.head.weight'])

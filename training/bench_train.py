@@ -1,6 +1,7 @@
 """Training throughput through the real data path (a benchmark script, not a test).
 
     python training/bench_train.py --preset small --device cpu            # 2 CPU cores
+    python training/bench_train.py --preset small --device cpu --cpu-bf16 # the same with bf16 autocast
     python training/bench_train.py --preset paper --device cuda           # GPU, bf16, prints MFU
 
 Builds a throw-away cache (Two-Room episodes from lewm-collect, ingested at the preset's resolution)
@@ -25,7 +26,7 @@ from lewm_ros.data.ingest import IngestConfig, ingest
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.collect import CollectSettings, collect
-from lewm_ros.training.train import Batches, Schedule, TrainConfig, train_step
+from lewm_ros.training.train import Batches, Schedule, TrainConfig, autocast, bf16_enabled, train_step
 
 DENSE_BF16_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'A100': 312.0, 'L4': 121.0}
 
@@ -56,6 +57,7 @@ def main():
     parser.add_argument('--seconds', type=float, default=15.0)
     parser.add_argument('--cache', type=Path, help='an existing training cache at the preset resolution')
     parser.add_argument('--episodes', type=int, default=40, help='episodes in the throw-away cache')
+    parser.add_argument('--cpu-bf16', action='store_true', help='bf16 autocast on the CPU (train.cpu_bf16)')
     parser.add_argument('--peak-tflops', type=float, help='dense bf16 peak; default: looked up from the GPU name')
     args = parser.parse_args()
 
@@ -63,10 +65,11 @@ def main():
     device = torch.device('cuda' if use_cuda else 'cpu')
     sync = torch.cuda.synchronize if use_cuda else (lambda: None)
     cfg = preset(args.preset)
-    tc = TrainConfig(batch_size=args.batch, lr=5e-5, steps=10**9, device=device.type)
+    tc = TrainConfig(batch_size=args.batch, lr=5e-5, steps=10**9, device=device.type, cpu_bf16=args.cpu_bf16)
     schedule = Schedule(tc.lr, tc.steps, 1, tc.steps)  # the peak learning rate throughout
     name = torch.cuda.get_device_name() if use_cuda else f'cpu x{torch.get_num_threads()} threads'
-    print(f'preset={args.preset} device={name} batch={args.batch} torch={torch.__version__}', flush=True)
+    precision = 'bf16' if bf16_enabled(device, tc) else 'fp32'
+    print(f'preset={args.preset} device={name} {precision} batch={args.batch} torch={torch.__version__}', flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or build_cache(Path(tmp), cfg.image_size, args.episodes)
@@ -74,7 +77,7 @@ def main():
         cfg.action_dim = dataset.cache.action_dim
         model = WorldModel(cfg).to(device).train()
         optimiser = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=use_cuda)
-        amp = torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_cuda)
+        amp = autocast(device, tc)
         batches = Batches(dataset, args.batch, seed=0, rank=0, device=device, ahead=8 if use_cuda else 2)
 
         loads, load_s = timed(lambda i: batches.get(i), args.seconds / 3, sync)
