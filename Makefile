@@ -35,69 +35,71 @@ demo: $(STAMP)
 	$(BIN)/lewm-demo
 
 # The shipped planner checkpoint, from scratch: collect arm-reach bags, ingest, train the world model and then
-# its action prior (CPU, ~30 min).
+# its action prior (CPU, ~30 min; lewm_ros/sim/arm/train.yaml).
 ARM_DATA := out/arm_reach
 arm-reach-checkpoint: $(STAMP)
 	$(BIN)/lewm-collect --world arm --task reach --policy expert --episodes 300 --steps 100 --workers 2 \
 		--seed 0 --out $(ARM_DATA)/expert
 	$(BIN)/lewm-collect --world arm --task reach --policy random --episodes 300 --steps 100 --workers 2 \
 		--seed 100000 --out $(ARM_DATA)/random
-	$(BIN)/lewm-train --config training/configs/arm_reach.yaml
+	$(BIN)/lewm-train --world arm
 	mkdir -p lewm_ros/checkpoints
 	cp runs/arm_reach_small/model.safetensors lewm_ros/checkpoints/arm_reach_small.safetensors
 
-# The Two-Room result end to end on 2 CPU cores (34 min measured): collect, ingest, train, evaluate at
-# the 50/25 protocol (standard and cross-room pairs) and the longer 150/100 protocol, then the
-# violation-of-expectation and probe report. Results land in out/two_room/.
+# Models trained per result (make two-room, make push-t): each row of a results table gives its spread over them.
+SEEDS ?= 0 1
+
+# The Two-Room result end to end on 2 CPU cores (docs/two_room.md): collect, ingest, then per training seed train,
+# evaluate at the 50/25 protocol (standard and cross-room pairs) with the world's tuned planner and the paper's, and
+# at the longer 150/100 protocol, then the violation-of-expectation and probe report; tables over the seeds.
+# Results land in out/two_room/ (results.md, results_150_100.md, seedN/...).
 TWO_ROOM := out/two_room
-# CEM at the paper's 300 x 30 x 30; sampling noise correlated in time (noise_beta 3, init_std 2) so that
-# candidates reach goals 25 steps away; a 10-block horizon costed at its block closest to the goal, replanned
-# every 10 steps (README, "Two-Room at the LeWM protocol", for what each choice is worth).
-TWO_ROOM_PLAN := --samples 300 --elites 30 --iterations 30 --horizon 10 --init-std 2 --noise-beta 3 \
-	--objective closest --mode receding --execute-steps 10
+TWO_ROOM_EVAL := --world two_room --pairs $(TWO_ROOM)/heldout --episodes 50
 two-room: $(STAMP)
 	$(BIN)/lewm-collect --world two_room --policy expert --episodes 2000 --steps 120 --workers 2 \
 		--seed 0 --out $(TWO_ROOM)/train
 	$(BIN)/lewm-collect --world two_room --policy expert --episodes 200 --steps 120 --workers 2 \
 		--seed 500000 --out $(TWO_ROOM)/heldout
-	$(BIN)/lewm-train --config training/configs/two_room.yaml
-	$(BIN)/lewm-eval --checkpoint runs/two_room_small/model.safetensors --world two_room \
-		--pairs $(TWO_ROOM)/heldout --episodes 50 --goal-offset 25 --budget 50 $(TWO_ROOM_PLAN) \
-		--out $(TWO_ROOM)/eval_50_25
-	$(BIN)/lewm-eval --checkpoint runs/two_room_small/model.safetensors --world two_room \
-		--pairs $(TWO_ROOM)/heldout --episodes 50 --goal-offset 100 --budget 150 $(TWO_ROOM_PLAN) \
-		--subsets standard --out $(TWO_ROOM)/eval_150_100
-	$(BIN)/lewm-physics --checkpoint runs/two_room_small/model.safetensors --out $(TWO_ROOM)/physics
+	set -e; for seed in $(SEEDS); do \
+		run=runs/two_room_small/seed$$seed; out=$(TWO_ROOM)/seed$$seed; \
+		$(BIN)/lewm-train --world two_room train.seed=$$seed train.out_dir=$$run --no-progress; \
+		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(TWO_ROOM_EVAL) --goal-offset 25 --budget 50 \
+			--planner tuned --no-progress --out $$out/tuned; \
+		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(TWO_ROOM_EVAL) --goal-offset 25 --budget 50 \
+			--planner paper --no-random --no-replay --no-progress --out $$out/paper; \
+		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(TWO_ROOM_EVAL) --goal-offset 100 --budget 150 \
+			--planner tuned --subsets standard --no-progress --out $$out/tuned_150_100; \
+		$(BIN)/lewm-physics --checkpoint $$run/model.safetensors --out $$out/physics; \
+	done
+	$(BIN)/python training/eval_table.py $(foreach s,$(SEEDS),$(TWO_ROOM)/seed$(s)/tuned) \
+		$(foreach s,$(SEEDS),$(TWO_ROOM)/seed$(s)/paper) --out $(TWO_ROOM)/results.md
+	$(BIN)/python training/eval_table.py $(foreach s,$(SEEDS),$(TWO_ROOM)/seed$(s)/tuned_150_100) \
+		--out $(TWO_ROOM)/results_150_100.md
 
-# Success against decision time for each planner solver (README, "Solvers"), on the shipped arm checkpoint (its
-# action prior included) and on make two-room's model with a prior trained here (goals 5 blocks ahead, as the
+# Success against decision time for each planner solver (docs/performance.md), on the shipped arm checkpoint (its
+# action prior included) and on make two-room's first model with a prior trained here (goals 5 blocks ahead, as the
 # protocol's); needs make two-room first. About 10 min; tables, JSON and plots in out/solvers/.
+TWO_ROOM_MODEL := runs/two_room_small/seed$(firstword $(SEEDS))/model.safetensors
 solvers: $(STAMP)
 	$(BIN)/python training/bench_solvers.py --checkpoint lewm_ros/checkpoints/arm_reach_small.safetensors --world arm \
-		--sampled-pairs --goal-span 1.5 --episodes 40 --budget 60 --rows cem:300x30x30 cem:64x8x3 cem:16x4x1 prior+cem:64x8x3 \
+		--sampled-pairs --goal-span 1.5 --episodes 40 --budget 60 --rows cem:paper cem:node cem:16x4x1 prior+cem:node \
 		prior+cem:32x4x1 prior+cem:16x4x1 prior+cem:8x2x1 prior --out out/solvers/arm
-	$(BIN)/lewm-train --config training/configs/two_room.yaml prior.init_from=runs/two_room_small/model.safetensors \
-		prior.horizon=5 train.out_dir=runs/two_room_prior 'data.bags=[]'
-	$(BIN)/python training/bench_solvers.py --checkpoint runs/two_room_prior/model.safetensors --world two_room \
-		--pairs $(TWO_ROOM)/heldout --episodes 50 --goal-offset 25 --budget 50 $(TWO_ROOM_PLAN) \
-		--rows cem:300x30x30 cem:64x8x3 cem:16x4x1:horizon=5 prior+cem:64x8x3:horizon=5 prior+cem:32x4x1:horizon=5 \
-		prior+cem:16x4x1:horizon=5 prior+cem:16x4x1 prior::horizon=5 --out out/solvers/two_room
+	$(BIN)/lewm-train --world two_room prior.init_from=$(TWO_ROOM_MODEL) prior.horizon=5 \
+		train.out_dir=runs/two_room_prior 'data.bags=[]'
+	$(BIN)/python training/bench_solvers.py --checkpoint runs/two_room_prior/model.safetensors $(TWO_ROOM_EVAL) \
+		--goal-offset 25 --budget 50 --planner tuned --rows cem:paper cem:node cem:16x4x1:horizon=5 \
+		prior+cem:node:horizon=5 prior+cem:32x4x1:horizon=5 prior+cem:16x4x1:horizon=5 prior+cem:16x4x1 \
+		prior::horizon=5 --out out/solvers/two_room
 
-# Push-T end to end on 2 CPU cores (README, "Push-T"): collect scripted-expert and weak-policy bags and
-# held-out expert episodes, ingest, train, evaluate at the paper's protocol (50 pairs from held-out episodes,
-# goal 25 steps ahead, budget 50) with our planner settings and the paper's, beside the random floor and the
-# replay ceiling and the same search with the true simulator as its model (--oracle, the planner's ceiling), on
-# all pairs and on block-moved pairs; then violation of expectation and the state probe.
-# Results land in out/push_t/ (results.md, results.png, episode GIFs, physics/). 53 min measured on a 2-core AMD EPYC,
-# 34 of them training (bf16 on the CPU: train.cpu_bf16).
+# Push-T end to end on 2 CPU cores (docs/push_t.md): collect scripted-expert and weak-policy bags and held-out expert
+# episodes, ingest, then per training seed train, evaluate at the paper's protocol (50 pairs from held-out episodes,
+# goal 25 steps ahead, budget 50) with the world's tuned planner and the paper's, beside the random floor, the
+# replay ceiling and the same loop and search with the true simulator as its model (--oracle, the planner's
+# ceiling), on all pairs and on block-moved pairs; then violation of expectation and the state probe.
+# Results land in out/push_t/ (results.md, seedN/...). One seed took 53 min on a 2-core AMD EPYC, 34 of them
+# training (bf16 on the CPU: train.cpu_bf16).
 PUSH_T := out/push_t
-PUSH_T_EVAL := --checkpoint runs/push_t_small/model.safetensors --world push_t --pairs $(PUSH_T)/heldout \
-	--episodes 50 --goal-offset 25 --budget 50
-# 128 x 16 x 5, replanned every block, cost at the closest block: measured best of the settings tried on 12 pairs
-# (README, "Push-T"); the paper's 300 x 30 x 30 row runs on the same pairs beside it.
-PUSH_T_PLAN := --samples 128 --elites 16 --iterations 5 --horizon 5 --mode receding --execute-steps 5 \
-	--objective closest
-PAPER_PLAN := --samples 300 --elites 30 --iterations 30 --horizon 5 --mode paper --objective final
+PUSH_T_EVAL := --world push_t --pairs $(PUSH_T)/heldout --episodes 50 --goal-offset 25 --budget 50 --no-progress
 push-t: $(STAMP)
 	$(BIN)/lewm-collect --world push_t --policy expert --episodes 1000 --steps 100 --workers 2 \
 		--seed 0 --out $(PUSH_T)/expert
@@ -105,11 +107,18 @@ push-t: $(STAMP)
 		--seed 100000 --out $(PUSH_T)/weak
 	$(BIN)/lewm-collect --world push_t --policy expert --episodes 100 --steps 100 --workers 2 \
 		--seed 500000 --out $(PUSH_T)/heldout
-	$(BIN)/lewm-train --config training/configs/push_t.yaml
-	$(BIN)/lewm-eval $(PUSH_T_EVAL) $(PUSH_T_PLAN) --oracle 64x8x3 --gif --out $(PUSH_T)/tuned
-	$(BIN)/lewm-eval $(PUSH_T_EVAL) $(PAPER_PLAN) --no-random --no-replay --out $(PUSH_T)/paper
-	$(BIN)/python training/eval_table.py $(PUSH_T)/tuned $(PUSH_T)/paper --out $(PUSH_T)/results.md
-	$(BIN)/lewm-physics --world push_t --checkpoint runs/push_t_small/model.safetensors --out $(PUSH_T)/physics
+	set -e; for seed in $(SEEDS); do \
+		run=runs/push_t_small/seed$$seed; out=$(PUSH_T)/seed$$seed; \
+		$(BIN)/lewm-train --world push_t train.seed=$$seed train.out_dir=$$run --no-progress; \
+		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(PUSH_T_EVAL) --planner tuned \
+			$$([ $$seed = $(firstword $(SEEDS)) ] && echo --oracle 64x8x3 --gif || echo --no-random --no-replay) \
+			--out $$out/tuned; \
+		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(PUSH_T_EVAL) --planner paper --no-random \
+			--no-replay --out $$out/paper; \
+		$(BIN)/lewm-physics --world push_t --checkpoint $$run/model.safetensors --out $$out/physics; \
+	done
+	$(BIN)/python training/eval_table.py $(foreach s,$(SEEDS),$(PUSH_T)/seed$(s)/tuned) \
+		$(foreach s,$(SEEDS),$(PUSH_T)/seed$(s)/paper) --out $(PUSH_T)/results.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,4 +1,5 @@
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
@@ -10,8 +11,12 @@ setup(
     # Every importable module lives under lewm_ros/ (colcon --symlink-install skips mapped package dirs); the
     # top-level training/ holds the configs (installed under share/) and the benchmark scripts.
     packages=find_packages(include=[package_name, f'{package_name}.*']),
-    package_data={package_name: ['sim/assets/*.xml', 'checkpoints/*.safetensors']},
+    # a world's files live in its package (lewm_ros/sim/WORLD/); the launch file reads its parameter files from
+    # share/lewm_ros/worlds/WORLD/
+    package_data={package_name: ['sim/*/*.xml', 'sim/*/*.yaml', 'checkpoints/*.safetensors']},
     data_files=[
+        *((f'share/{package_name}/worlds/{Path(folder).name}', glob(f'{folder}/*.yaml'))
+          for folder in sorted(glob(f'{package_name}/sim/*/')) if glob(f'{folder}/*.yaml')),
         ('share/ament_index/resource_index/packages', [f'resource/{package_name}']),
         (f'share/{package_name}', ['package.xml']),
         (f'share/{package_name}/launch', glob('launch/*.launch.py')),
@@ -32,10 +37,10 @@ setup(
             'recorder_node = lewm_ros.nodes.recorder_node:main',
             'lewm-collect = lewm_ros.sim.collect:main',
             'lewm-ingest = lewm_ros.data.ingest:main',
-            'lewm-train = lewm_ros.training.train:main',
-            'lewm-eval = lewm_ros.training.evaluate:main',
-            'lewm-physics = lewm_ros.training.physics:main',
-            'lewm-demo = lewm_ros.training.demo:main',
+            'lewm-train = lewm_ros.tools.train:main',
+            'lewm-eval = lewm_ros.tools.evaluate:main',
+            'lewm-physics = lewm_ros.tools.physics:main',
+            'lewm-demo = lewm_ros.tools.demo:main',
         ],
     },
 )

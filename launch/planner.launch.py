@@ -6,31 +6,32 @@
     ros2 launch lewm_ros planner.launch.py config:=my_arm.yaml checkpoint:=my_arm.safetensors device:=cuda
     ros2 launch lewm_ros planner.launch.py use_sim:=true world:=push_t checkpoint:=$PWD/runs/push_t.safetensors
 
-``config`` is a planner_node parameter file (default: the installed config/planner.yaml) and ``sim_config`` a
-sim_node one (default: config/sim.yaml: the arm reaching goals within one plan's reach, a new goal once one is
-reached). ``world:=NAME`` also layers config/planner_NAME.yaml over ``config`` when the package has one (the
-world's action limits and planner settings); the package ships a checkpoint for the arm only, so another world
-needs ``checkpoint:=`` (a relative path resolves against the directory ``ros2 launch`` runs in). The other
-arguments override single values of those files when given; left empty, the files decide. The launch ends
-when the planner does (a bad checkpoint, say), instead of leaving the sim running without it.
+``world:=NAME`` (default ``arm``) picks a world of lewm_ros/sim: its ``planner.yaml`` goes under ``config`` (the
+world's action limits and search; a value in ``config`` wins, so a real arm's limits are never replaced) and its
+``sim.yaml`` over ``sim_config`` (the world to simulate and its task). ``config`` is a planner_node parameter file
+(default: the installed config/planner.yaml) and ``sim_config`` a sim_node one (default: config/sim.yaml). A world
+whose planner.yaml names no checkpoint has none packaged: it needs ``checkpoint:=`` (a relative path resolves
+against the directory ``ros2 launch`` runs in). The other arguments override single values of those files when
+given; left empty, the files decide. The launch ends when the planner does (a bad checkpoint, say), instead of
+leaving the sim running without it.
 """
 
 import os
 
+import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-# launch argument -> (parameter type, description); '' = keep the parameter file's value
-PLANNER_OVERRIDES = {'checkpoint': (str, "lewm_ros checkpoint ('' = the parameter file's)"),
+# launch argument -> (parameter type, description); '' = keep the parameter files' value
+PLANNER_OVERRIDES = {'checkpoint': (str, "lewm_ros checkpoint ('' = the parameter files')"),
                      'device': (str, "auto | cpu | cuda ('' = the parameter file's)")}
-SIM_OVERRIDES = {'world': (str, 'arm | two_room | push_t (also layers config/planner_WORLD.yaml)'),
-                 'task': (str, 'arm: reach | push; two_room: navigate; push_t: push'),
+SIM_OVERRIDES = {'task': (str, "the world's task ('' = its sim.yaml's): arm reach | push"),
                  'goal_span': (float, 'arm reach: goals within this many radians per joint (0 = anywhere)')}
 BOOLEAN = {'true': True, 'false': False}
-CONFIG_DIR = os.path.join(get_package_share_directory('lewm_ros'), 'config')
+SHARE = get_package_share_directory('lewm_ros')
 
 
 def _overrides(context, arguments: dict) -> dict:
@@ -42,37 +43,50 @@ def _overrides(context, arguments: dict) -> dict:
     return values
 
 
+def _parameters(path: str) -> dict:
+    """The ros__parameters of a one-node parameter file."""
+    with open(path) as f:
+        (entry,) = (yaml.safe_load(f) or {'': {'ros__parameters': {}}}).values()
+    return entry['ros__parameters']
+
+
 def _nodes(context):
     namespace = LaunchConfiguration('namespace').perform(context)
     lock_step = LaunchConfiguration('lock_step').perform(context).lower()
     if lock_step not in BOOLEAN:
         raise ValueError(f"lock_step must be true or false, got '{lock_step}'")
     timing = {'lock_step': BOOLEAN[lock_step]}
-    planner = _overrides(context, PLANNER_OVERRIDES)
     world = LaunchConfiguration('world').perform(context)
-    if world not in ('', 'arm') and not planner.get('checkpoint'):
-        raise ValueError(f'world:={world} needs checkpoint:=PATH (a model trained on that world): the packaged '
-                         'checkpoint is the arm\'s')
-    world_file = os.path.join(CONFIG_DIR, f'planner_{world}.yaml')
-    world_files = [world_file] if os.path.isfile(world_file) else []  # later parameter files win
+    folder = os.path.join(SHARE, 'worlds', world)
+    if not os.path.isdir(folder):
+        installed = sorted(os.listdir(os.path.join(SHARE, 'worlds')))
+        raise ValueError(f'world:={world}: no such world (installed: {", ".join(installed)})')
+    config = LaunchConfiguration('config').perform(context)
+    planner = _overrides(context, PLANNER_OVERRIDES)
+    world_planner = os.path.join(folder, 'planner.yaml')
+    if 'checkpoint' not in _parameters(world_planner) and not (planner.get('checkpoint')
+                                                                or _parameters(config).get('checkpoint')):
+        raise ValueError(f'world:={world} needs checkpoint:=PATH (a model trained in that world): the package ships '
+                         'none for it')
     nodes = [Node(package='lewm_ros', executable='planner_node', name='planner_node', namespace=namespace,
-                  output='screen', parameters=[LaunchConfiguration('config'), *world_files, {**timing, **planner}],
+                  output='screen', parameters=[world_planner, config, {**timing, **planner}],  # later entries win
                   on_exit=Shutdown(reason='the planner node exited'))]
     if LaunchConfiguration('use_sim').perform(context).lower() == 'true':
         sim = _overrides(context, SIM_OVERRIDES)
-        if world not in ('', 'arm'):  # sim.yaml's task and goal span are the arm's: use the world's own
-            sim = {'task': '', 'goal_span': 0.0, **sim}
         nodes.append(Node(package='lewm_ros', executable='sim_node', name='sim_node', namespace=namespace,
-                          output='screen', parameters=[LaunchConfiguration('sim_config'), {**timing, **sim}]))
+                          output='screen', parameters=[LaunchConfiguration('sim_config'),
+                                                       os.path.join(folder, 'sim.yaml'), {**timing, **sim}]))
     return nodes
 
 
 def generate_launch_description():
+    config_dir = os.path.join(SHARE, 'config')
     arguments = [
-        DeclareLaunchArgument('config', default_value=os.path.join(CONFIG_DIR, 'planner.yaml'),
-                              description='planner_node parameter file'),
-        DeclareLaunchArgument('sim_config', default_value=os.path.join(CONFIG_DIR, 'sim.yaml'),
-                              description='sim_node parameter file (with use_sim:=true)'),
+        DeclareLaunchArgument('config', default_value=os.path.join(config_dir, 'planner.yaml'),
+                              description='planner_node parameter file (over the world\'s planner.yaml)'),
+        DeclareLaunchArgument('sim_config', default_value=os.path.join(config_dir, 'sim.yaml'),
+                              description='sim_node parameter file (under the world\'s sim.yaml; with use_sim:=true)'),
+        DeclareLaunchArgument('world', default_value='arm', description='arm | two_room | push_t'),
         DeclareLaunchArgument('use_sim', default_value='false', description='also start the simulated world'),
         DeclareLaunchArgument('lock_step', default_value='false',
                               description='sim and planner in lock step (one step per command; needs use_sim)'),

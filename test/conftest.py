@@ -20,6 +20,15 @@ os.environ['MUJOCO_GL'] = 'egl'
 os.environ.setdefault('OMP_NUM_THREADS', '2')
 
 
+@pytest.fixture(scope='session')
+def tiny_checkpoint(tmp_path_factory):
+    """A randomly initialised tiny model (16 px frames) whose actions matter: node plumbing does not care how good
+    the plans are."""
+    from .tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp('tiny') / 'tiny.safetensors')
+
+
 @pytest.fixture
 def ros():
     """An initialised rclpy context for the test, shut down afterwards."""

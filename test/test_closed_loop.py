@@ -1,4 +1,4 @@
-"""sim_node + planner_node as separate processes over real DDS, driven by the demo's code (lewm_ros.training.demo)."""
+"""sim_node + planner_node as separate processes over real DDS, driven by the demo's code (lewm_ros.tools.demo)."""
 
 import numpy as np
 import pytest
@@ -6,21 +6,20 @@ import torch
 import yaml
 
 pytest.importorskip('rclpy')
-from lewm_ros.model.checkpoint import load_checkpoint, save_checkpoint
-from lewm_ros.model.config import preset
-from lewm_ros.model.world_model import WorldModel
-from lewm_ros.nodes.planner_node import PlannerConfig
-from lewm_ros.paths import DEFAULT_CHECKPOINT, share_path
+from lewm_ros.model.checkpoint import load_checkpoint
+from lewm_ros.paths import DEFAULT_CHECKPOINT
 from lewm_ros.planning import MPC, CEMConfig, MPCConfig
-from lewm_ros.training.demo import run_demo, sim_config
+from lewm_ros.planning.planner_config import PlannerConfig
+from lewm_ros.tools.demo import parameter_files, run_demo, sim_config
+
+from .tiny import save_tiny
 
 pytestmark = pytest.mark.ros
 
 
 def test_demo_plumbing_with_an_untrained_model_in_real_time(tmp_path):
     """Reset, goal, enable/disable, real-time stepping, plan reports and the outputs, in two short episodes."""
-    torch.manual_seed(0)
-    checkpoint = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(preset('small')), [0, 0], [1, 1])
+    checkpoint = save_tiny(tmp_path / 'untrained.safetensors', 64, acting=False)
     # 20 steps (2 s at 10 Hz): room for a first plan that a loaded machine slows down (it holds until then)
     result = run_demo(checkpoint, episodes=2, max_steps=20, out_dir=tmp_path / 'demo', lock_step=False,
                       planner_parameters={'mpc.mode': 'receding', 'mpc.execute_steps': 3})
@@ -38,9 +37,13 @@ def test_demo_plumbing_with_an_untrained_model_in_real_time(tmp_path):
 def offline_episode(seed: int, steps: int) -> list[float]:
     """The demo's episode without ROS and without time: the same configs, checkpoint, world and MPC, one plan
     whenever the MPC asks, one world step per action."""
-    with open(share_path('config/planner.yaml')) as f:
-        values = yaml.safe_load(f)['/**/planner_node']['ros__parameters']
-    cem, mpc_config = CEMConfig(**values.pop('cem')), MPCConfig(**values.pop('mpc'))
+    values = {}
+    for path in parameter_files('planner'):  # later files win, parameter by parameter, as in ROS
+        with open(path) as f:
+            (entry,) = yaml.safe_load(f).values()
+        for key, value in entry['ros__parameters'].items():
+            values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    cem, mpc_config = CEMConfig(**values.pop('cem', {})), MPCConfig(**values.pop('mpc', {}))
     config = PlannerConfig(**values)
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)  # as the node: float reductions depend on the thread count

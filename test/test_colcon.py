@@ -17,6 +17,7 @@ IMPORT_ALL = ('import importlib, pkgutil, lewm_ros; '
               "names = [m.name for m in pkgutil.walk_packages(lewm_ros.__path__, 'lewm_ros.')]; "
               '[importlib.import_module(n) for n in names]; '
               "from lewm_ros.paths import share_path; share_path('training/configs/small.yaml'); "
+              "from lewm_ros.sim import world_spec; world_spec('arm').parameters('planner'); "
               'print(lewm_ros.__file__, len(names))')
 
 pytestmark = pytest.mark.skipif(not COLCON.exists(), reason='colcon is installed by requirements.txt')
@@ -44,7 +45,9 @@ def test_colcon_build_imports_every_module_and_runs_every_console_script(tmp_pat
     assert imported.returncode == 0, imported.stderr
     module_file = Path(imported.stdout.split()[0]).resolve()
     assert workspace in module_file.parents, f'lewm_ros came from {module_file}, not the workspace'
-    assert (workspace / 'install/lewm_ros/share/lewm_ros/training/configs/small.yaml').exists()
+    share = workspace / 'install/lewm_ros/share/lewm_ros'
+    assert (share / 'training/configs/small.yaml').exists()
+    assert {path.parent.name for path in share.glob('worlds/*/planner.yaml')} == {'arm', 'two_room', 'push_t'}
     for script in SCRIPTS:
         result = in_workspace(workspace, f'{workspace}/install/lewm_ros/lib/lewm_ros/{script} --help')
         assert result.returncode == 0 and 'usage:' in result.stdout, (script, result.stdout, result.stderr)

@@ -8,29 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from lewm_ros.model.checkpoint import save_checkpoint
-from lewm_ros.model.config import preset
-from lewm_ros.model.world_model import WorldModel
+from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.paths import DEFAULT_CHECKPOINT
-from lewm_ros.planning.cem import CEMConfig
-from lewm_ros.planning.mpc import MPCConfig
-from lewm_ros.sim import make_world
+from lewm_ros.planning import Actuation, CEMConfig, MPCConfig
+from lewm_ros.sim import make_policy, make_world
 from lewm_ros.sim.collect import CollectSettings, collect
-from lewm_ros.sim.policies import make_policy
-from lewm_ros.training.evaluate import (
-    Pair,
-    ReplayPolicy,
-    SimulatorPlanner,
-    UniformPolicy,
-    cross_room,
-    load_episode,
-    run,
-    run_episode,
-    sample_pairs,
-    wilson,
-)
+from lewm_ros.sim.two_room import cross_room
+from lewm_ros.tools.eval_policies import PlannerPolicy, ReplayPolicy, SimulatorMPC, UniformPolicy
+from lewm_ros.tools.evaluate import run, run_episode, wilson
+from lewm_ros.tools.pairs import Pair, load_episode, sample_pairs
+
+from .tiny import save_tiny
 
 
 @pytest.fixture(scope='module')
@@ -76,10 +65,7 @@ def test_wilson_interval():
 
 
 def test_end_to_end_writes_results(tmp_path, heldout):
-    torch.manual_seed(0)
-    cfg = preset('small')
-    cfg.predictor.depth, cfg.encoder.channels, cfg.encoder.width = 1, (8, 8, 8, 8), 16
-    ckpt = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
+    ckpt = save_tiny(tmp_path / 'untrained.safetensors', 64, acting=False)
     results = run(['--checkpoint', str(ckpt), '--world', 'two_room', '--pairs', str(heldout), '--episodes', '3',
                    '--goal-offset', '8',
                     '--budget', '10', '--samples', '16', '--elites', '4', '--iterations', '2',
@@ -96,13 +82,16 @@ def test_end_to_end_writes_results(tmp_path, heldout):
         assert entry['replay']['success_rate'] == 1.0 and max(entry['replay']['steps_to_success']) <= 8
 
 
-def test_the_simulator_planner_solves_what_the_random_policy_does_not(heldout):
-    """The search with the true simulator as its model (lewm-eval --oracle) reaches Two-Room goals 25 steps away."""
+def test_the_oracle_solves_what_the_random_policy_does_not(heldout, tmp_path):
+    """The planner's loop and search with the true simulator as its model (lewm-eval --oracle) reach Two-Room goals
+    25 steps away."""
     world = make_world('two_room')
     pairs = sample_pairs(world, [load_episode(bag) for bag in sorted(heldout.glob('episode_*'))], 6, 25,
                          np.random.default_rng(0))
-    oracle = SimulatorPlanner(world, CEMConfig(samples=32, elites=4, iterations=2, horizon=5),
-                              MPCConfig(mode='receding', execute_steps=5, objective='closest'), frameskip=5)
+    checkpoint = load_checkpoint(save_tiny(tmp_path / 'tiny.safetensors', 64))  # its frameskip; not its model
+    oracle = PlannerPolicy(SimulatorMPC(world, checkpoint, Actuation(world.action_space.low, world.action_space.high),
+                                        CEMConfig(samples=32, elites=4, iterations=2, horizon=5),
+                                        MPCConfig(mode='receding', execute_steps=5, objective='closest')))
     solved = sum(run_episode(world, pair, 50, oracle)[0] for pair in pairs)
     random = sum(run_episode(world, pair, 50, UniformPolicy(0))[0] for pair in pairs)
     assert solved >= 5 and solved > random, (solved, random)
@@ -112,10 +101,7 @@ def test_push_t_evaluation_smoke(tmp_path):
     """Push-T end to end on a tiny budget: all pairs and block-moved pairs, floor and replay ceiling, GIF."""
     bags = tmp_path / 'bags'
     collect(CollectSettings(world='push_t', task='push', policy='expert', steps=40), 3, bags, progress=False)
-    torch.manual_seed(0)
-    cfg = preset('small')
-    cfg.predictor.depth, cfg.encoder.channels, cfg.encoder.width = 1, (8, 8, 8, 8), 16
-    ckpt = save_checkpoint(tmp_path / 'untrained.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
+    ckpt = save_tiny(tmp_path / 'untrained.safetensors', 64, acting=False)
     results = run(['--checkpoint', str(ckpt), '--world', 'push_t', '--pairs', str(bags), '--episodes', '2',
                    '--budget', '6', '--samples', '8', '--elites', '2', '--iterations', '1', '--gif',
                    '--oracle', '4x2x1', '--out', str(tmp_path / 'eval'), '--no-progress'])
@@ -127,20 +113,30 @@ def test_push_t_evaluation_smoke(tmp_path):
         assert {'planner', 'oracle', 'random', 'replay'} <= set(entry)
     assert (tmp_path / 'eval' / 'episode_standard.gif').is_file()
 
-    # The side-by-side table of two runs on the same pairs (here the same run under two names).
+    # The side-by-side table of two runs on the same pairs (here the same run under two names), and of one planner
+    # over two trained models (here the same run twice).
     shutil.copytree(tmp_path / 'eval', tmp_path / 'paper')
+    shutil.copytree(tmp_path / 'eval', tmp_path / 'seed1' / 'eval')
     script = Path(__file__).parents[1] / 'training' / 'eval_table.py'
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / 'eval'), str(tmp_path / 'paper'), '--out',
-                          str(tmp_path / 'table.md')], capture_output=True, text=True, check=True).stdout
-    rows = [line for line in out.splitlines() if line.startswith('| ')]
+
+    def table(*runs: str) -> list[str]:
+        out = subprocess.run([sys.executable, str(script), *(str(tmp_path / run) for run in runs), '--out',
+                              str(tmp_path / 'table.md')], capture_output=True, text=True, check=True).stdout
+        assert (tmp_path / 'table.md').read_text().strip() == out.strip()
+        return [line for line in out.splitlines() if line.startswith('| ')]
+
+    rows = table('eval', 'paper')
     labels = [row.split(' | ')[0] for row in rows[1:]]
     assert labels == ['| planner (eval)', '| planner (paper)', '| oracle', '| random', '| replay']
     assert 'CEM 8x2x1, H 5' in rows[1] and 'CEM 4x2x1 with the true simulator' in rows[3]
-    assert (tmp_path / 'table.md').read_text().strip() == out.strip()
+    rows = table('eval', 'seed1/eval', 'paper')
+    assert rows[1].startswith('| planner (eval, 2 models)') and rows[2].startswith('| planner (paper) ')
+    rate = f"{100 * results['subsets']['standard']['planner']['success_rate']:.0f}%"
+    assert f'{rate} / {rate} (mean {rate}, n=2 each)' in rows[1]
 
 
 def test_the_shipped_checkpoints_action_prior_reaches_arm_goals_on_a_sixteen_candidate_search(tmp_path):
-    """prior+cem at 16 x 4 x 1 (0.21-0.25x of the node default's decision time, README "Solvers") still reaches the
+    """prior+cem at 16 x 4 x 1 (0.21-0.25x of the node default's decision time, docs/performance.md) still reaches the
     goals."""
     results = run(['--checkpoint', str(DEFAULT_CHECKPOINT), '--world', 'arm', '--sampled-pairs', '--goal-span', '1.5',
                    '--episodes', '10', '--budget', '60', '--samples', '16', '--elites', '4', '--iterations', '1',

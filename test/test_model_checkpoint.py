@@ -13,7 +13,7 @@ from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint, save_che
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
 
-from .test_model_world import tiny_config
+from .tiny import tiny_config
 
 
 @pytest.fixture

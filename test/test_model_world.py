@@ -9,22 +9,7 @@ from lewm_ros.model.predictor import AdaLNBlock
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.moving_square import moving_square_clips
 
-
-def tiny_config(**overrides) -> ModelConfig:
-    cfg = preset('small')
-    cfg.encoder.image_size, cfg.encoder.channels, cfg.encoder.width = 16, (8, 16), 32
-    cfg.embed_dim, cfg.projector_hidden = 32, 64
-    cfg.predictor.depth, cfg.predictor.heads, cfg.predictor.head_dim, cfg.predictor.mlp_dim = 2, 2, 16, 64
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
-
-
-def randomise_modulation(model: WorldModel):
-    """Leave the AdaLN-zero initialisation, so actions and later blocks actually matter."""
-    for block in model.predictor.blocks:
-        torch.nn.init.normal_(block.modulation[1].weight, std=0.2)
-        torch.nn.init.normal_(block.modulation[1].bias, std=0.2)
+from .tiny import randomise_modulation, tiny_config
 
 
 def test_paper_preset_has_the_official_parameter_count():

@@ -12,6 +12,7 @@ from lewm_ros.nodes.planner_node import PlannerNode  # noqa: E402
 from lewm_ros.nodes.recorder_node import RecorderNode  # noqa: E402
 from lewm_ros.nodes.sim_node import SimNode  # noqa: E402
 from lewm_ros.paths import share_path  # noqa: E402
+from lewm_ros.sim.registry import WORLDS, world_spec  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -23,9 +24,9 @@ def shipped(name: str) -> dict:
 
 
 @pytest.mark.parametrize('node_class, file, name, cleanup', [
-    (SimNode, 'sim', 'goal_span', lambda node: node.world.close()),
+    (SimNode, 'sim', 'episode_steps', lambda node: node.world.close()),
     (RecorderNode, 'recorder', 'topics', lambda node: None),
-    (PlannerNode, 'planner', 'cem.samples', PlannerNode.stop),
+    (PlannerNode, 'planner', 'threads', PlannerNode.stop),
 ])
 def test_the_shipped_parameter_files_apply_in_any_namespace(ros, tmp_path, monkeypatch, node_class, file, name,
                                                             cleanup):
@@ -43,25 +44,32 @@ def test_the_shipped_parameter_files_apply_in_any_namespace(ros, tmp_path, monke
         node.destroy_node()
 
 
-@pytest.mark.parametrize('world', ['push_t', 'two_room'])
-def test_a_world_file_layers_over_the_planner_file_and_the_sim_takes_the_world_as_the_launch_file_does(ros, world):
-    files = [arg for name in ('planner', f'planner_{world}') for arg in ('--params-file', str(share_path(
-        f'config/{name}.yaml')))]
-    planner = PlannerNode(cli_args=['--ros-args', *files])
+def files(*paths) -> list[str]:
+    return [arg for path in paths for arg in ('--params-file', str(path))]
+
+
+@pytest.mark.parametrize('world', sorted(WORLDS))
+def test_a_worlds_files_layer_as_the_launch_file_layers_them(ros, world):
+    """The planner: the world's planner.yaml under config/planner.yaml (whose values win); the sim: the world's
+    sim.yaml over config/sim.yaml."""
+    spec = world_spec(world)
+    planner_files = files(spec.folder / 'planner.yaml', share_path('config/planner.yaml'))
+    planner = PlannerNode(cli_args=['--ros-args', *planner_files])
     try:
-        layered = shipped(f'planner_{world}')
-        assert list(planner.get_parameter('action_low').value) == layered['action_low'] == [-1.0, -1.0]
-        assert planner.get_parameter('cem.horizon').value == layered['cem']['horizon']
-        assert planner.get_parameter('control_rate').value == shipped('planner')['control_rate']  # kept
+        layered = spec.parameters('planner')
+        assert list(planner.get_parameter('action_low').value) == layered['action_low']
+        assert planner.get_parameter('control_rate').value == shipped('planner')['control_rate']
+        node_search = spec.planner('node')
+        assert node_search['cem'] == layered.get('cem', {})
+        for name, value in node_search['cem'].items():
+            assert planner.get_parameter(f'cem.{name}').value == value
     finally:
         planner.stop()
         planner.destroy_node()
-    # planner.launch.py world:=NAME: the world's own task and no goal span over sim.yaml's arm values
-    sim = SimNode(cli_args=['--ros-args', '--params-file', str(share_path('config/sim.yaml'))],
-                  parameter_overrides=[Parameter('world', value=world), Parameter('task', value=''),
-                                       Parameter('goal_span', value=0.0)])
+    sim = SimNode(cli_args=['--ros-args', *files(share_path('config/sim.yaml'), spec.folder / 'sim.yaml')])
     try:
-        assert sim.world.name == world
+        assert sim.world.name == world and sim.config.episode_steps == shipped('sim')['episode_steps']
+        assert sim.world.task == (spec.parameters('sim').get('task') or spec.simulator.tasks[0])
     finally:
         sim.world.close()
         sim.destroy_node()
@@ -85,12 +93,13 @@ def test_a_live_task_change_rebuilds_the_world_with_its_goal_span_and_episodes_r
         node.destroy_node()
 
 
-@pytest.mark.parametrize('file', ['planner', 'arm_forward_velocity', 'arm_joint_trajectory'])
+@pytest.mark.parametrize('file', ['planner', 'arm_forward_velocity', 'arm_joint_trajectory',
+                                  *(f'world:{name}' for name in sorted(WORLDS))])
 def test_the_planner_parameter_files_are_valid_planner_configs(file):
-    from lewm_ros.nodes.planner_node import PlannerConfig
     from lewm_ros.planning import CEMConfig, MPCConfig
+    from lewm_ros.planning.planner_config import PlannerConfig
 
-    values = dict(shipped(file))
+    values = dict(world_spec(file[6:]).parameters('planner') if file.startswith('world:') else shipped(file))
     CEMConfig(**values.pop('cem', {})).validate()
     MPCConfig(**values.pop('mpc', {})).validate()
     PlannerConfig(**{**values, 'checkpoint': ''}).validate(action_dim=2)

@@ -1,14 +1,12 @@
 """lewm-physics: the perturbed renderings, and the report end to end on a tiny model."""
 
 import numpy as np
-import torch
 
-from lewm_ros.model.checkpoint import save_checkpoint
-from lewm_ros.model.config import preset
-from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim import make_world
-from lewm_ros.sim.push_t import BLOCK_FILL
-from lewm_ros.training.physics import TELEPORT_MIN_PX, expert_trajectory, render_variant, run
+from lewm_ros.sim.push_t.simulator import BLOCK_FILL
+from lewm_ros.tools.physics import TELEPORT_MIN_PX, expert_trajectory, render_variant, run
+
+from .tiny import save_tiny
 
 
 def rendered_variants(world, steps: int, seed: int, event: int):
@@ -35,10 +33,7 @@ def test_perturbations_change_only_what_they_claim_from_the_event_on():
 
 
 def test_report_end_to_end(tmp_path):
-    torch.manual_seed(0)
-    cfg = preset('small')
-    cfg.predictor.depth, cfg.encoder.channels, cfg.encoder.width = 1, (8, 8, 8, 8), 16
-    ckpt = save_checkpoint(tmp_path / 'tiny.safetensors', WorldModel(cfg).eval(), [0, 0], [1, 1])
+    ckpt = save_tiny(tmp_path / 'tiny.safetensors', 64, acting=False)
     results = run(['--checkpoint', str(ckpt), '--trajectories', '4', '--steps', '40', '--out', str(tmp_path)])
     assert set(results['surprise']) == {'unperturbed', 'colour change', 'teleport'}
     assert all(np.isfinite(t['t']) or np.isnan(t['t']) for t in results['paired_t_tests'].values())

@@ -25,8 +25,6 @@ from lewm_ros.data.actions import action_from_message  # noqa: E402
 from lewm_ros.data.commands import command_spec  # noqa: E402
 from lewm_ros.data.images import resize_rgb  # noqa: E402
 from lewm_ros.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from lewm_ros.model.config import EncoderConfig, ModelConfig, PredictorConfig  # noqa: E402
-from lewm_ros.model.world_model import WorldModel  # noqa: E402
 from lewm_ros.nodes.conversions import command_msg, rgb_to_image_msg  # noqa: E402
 from lewm_ros.nodes.planner_node import PlannerNode  # noqa: E402
 
@@ -39,16 +37,8 @@ RATE = 20.0
 
 
 @pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    """A randomly initialised tiny model: the node's plumbing does not care how good the plans are."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(encoder=EncoderConfig(kind='cnn', image_size=16, width=16, channels=(8, 8)),
-                      predictor=PredictorConfig(depth=1, heads=2, head_dim=8, mlp_dim=32),
-                      embed_dim=16, projector_hidden=32)
-    model = WorldModel(cfg)
-    for block in model.predictor.blocks:  # AdaLN-zero starts action-blind: give the actions an effect
-        torch.nn.init.normal_(block.modulation[1].weight, std=0.5)
-    return save_checkpoint(tmp_path_factory.mktemp('ckpt') / 'tiny.safetensors', model, [0.0, 0.0], [1.0, 1.0])
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def frame(k: int) -> np.ndarray:
@@ -113,7 +103,7 @@ class Harness:
         start, k = time.monotonic(), 0
         while time.monotonic() - start < seconds or (until is not None and not until()):
             assert time.monotonic() - start < timeout, (f'timed out streaming until {what}: node state '
-                                                        f'{self.node._state!r}, {self.node._plans} plans, '
+                                                        f'{self.state()!r}, {self.plans()} plans, '
                                                         f'executor error: {self.spin_error}')
             self.camera.publish(make_msg(k))
             k += 1
@@ -125,12 +115,12 @@ class Harness:
             return any(np.abs(np.asarray(msg.data)).max() > 0.01 for _, msg in self.commands)
 
     def state(self) -> str:
-        return self.node._state
+        return self.node.loop.state
 
     # The node's own counters and state: the probe shares this process's GIL with the planner thread, so
     # what it has received lags behind under load; the diagnostics topic itself is checked separately.
     def plans(self) -> int:
-        return self.node._plans
+        return self.node.loop.plans
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -189,10 +179,10 @@ def test_a_stalled_camera_makes_it_hold_within_the_watchdog_timeout(ros, checkpo
         # is a fresh one to the node), so time the watchdog from the node taking it, by the node's own clock
         # (the test thread shares the GIL with the planner: when it looks is not when the node acted).
         last_frame = resize_rgb(frame(sent - 1), harness.node.image_size)
-        harness.wait_for(lambda: np.array_equal(harness.node._frame, last_frame), 'the node to take the last frame')
-        harness.wait_for(lambda: harness.node._state == 'hold: no fresh frame' and
-                         harness.node._state_since > harness.node._frame_time, 'the watchdog', timeout=10.0)
-        held_after = harness.node._state_since - harness.node._frame_time
+        harness.wait_for(lambda: np.array_equal(harness.node.loop.frame, last_frame), 'the node to take the last frame')
+        harness.wait_for(lambda: harness.node.loop.state == 'hold: no fresh frame' and
+                         harness.node.loop.state_since > harness.node.loop.frame_time, 'the watchdog', timeout=10.0)
+        held_after = harness.node.loop.state_since - harness.node.loop.frame_time
         # + a control tick, and the executor's latency: the planner, its worker thread and this probe share one
         # process and its GIL here, which delays timers by 0.7-1.6 s on a loaded 2-core machine (measured); the
         # upper bound only catches a watchdog on the wrong clock or timeout, not this machine's speed
@@ -208,7 +198,7 @@ def test_a_stalled_camera_makes_it_hold_within_the_watchdog_timeout(ros, checkpo
         harness.wait_for(lambda: len(harness.commands) >= received + 5, 'more hold commands')
         with harness.lock:
             assert zeros(harness.commands[received - 3:])
-        assert harness.node._state == 'hold: no fresh frame'
+        assert harness.node.loop.state == 'hold: no fresh frame'
     finally:
         harness.close()
 
@@ -244,10 +234,11 @@ def test_invalid_parameter_updates_are_rejected_with_a_reason(ros, checkpoint):
                                     ('device', 'auto', 'applied at configure'), ('cem.samples', 1, 'samples')]:
             result = node.set_parameters([Parameter(name, value=value)])[0]
             assert not result.successful and reason in result.reason, (name, result.reason)
-        assert node.mpc.cem.config.elites == 4  # unchanged
+        assert node.loop.mpc.cem.config.elites == 4  # unchanged
 
         assert node.set_parameters([Parameter('cem.samples', value=32), Parameter('mpc.mode', value='shrinking')])
-        assert node.mpc.cem.config.samples == 32 and node.mpc.config.mode == 'shrinking'  # used by the next plan
+        mpc = node.loop.mpc
+        assert mpc.cem.config.samples == 32 and mpc.config.mode == 'shrinking'  # used by the next plan
     finally:
         node.stop()
         node.destroy_node()
@@ -338,7 +329,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup_over_its_services(ros, 
     harness = Harness('lifecycle', checkpoint, autostart=False)
     client = harness.probe.create_client(ChangeState, '/lifecycle/planner_node/change_state')
     try:
-        assert harness.node.mpc is None and not harness.camera.get_subscription_count()  # unconfigured: nothing
+        assert harness.node.loop is None and not harness.camera.get_subscription_count()  # unconfigured: nothing
 
         def change(transition: int) -> None:
             future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
@@ -347,7 +338,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup_over_its_services(ros, 
 
         harness.wait_for(client.service_is_ready, 'the lifecycle services')
         change(Transition.TRANSITION_CONFIGURE)
-        assert harness.node.mpc is not None  # the checkpoint is loaded and warmed up
+        assert harness.node.loop is not None  # the checkpoint is loaded and warmed up
         harness.wait_for(lambda: harness.camera.get_subscription_count(), 'the camera subscription')
         harness.goal.publish(image(frame(999)))
         harness.stream(1.0, lambda k: image(frame(k)))
@@ -363,9 +354,9 @@ def test_lifecycle_configure_activate_deactivate_cleanup_over_its_services(ros, 
         assert len(harness.commands) == sent  # inactive again: silent
 
         change(Transition.TRANSITION_CLEANUP)
-        assert harness.node.mpc is None and harness.node.checkpoint is None  # the model is released
+        assert harness.node.loop is None and harness.node.checkpoint is None  # the model is released
         change(Transition.TRANSITION_CONFIGURE)  # and can be loaded again
-        assert harness.node.mpc is not None
+        assert harness.node.loop is not None
     finally:
         harness.close()
 

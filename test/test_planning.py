@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from lewm_ros.model.checkpoint import Checkpoint
-from lewm_ros.model.config import EncoderConfig, ModelConfig, PredictorConfig
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.planning import CEM, MPC, Actuation, CEMConfig, LatentCost, MPCConfig, PlanWorker, normalised_bounds
 from lewm_ros.planning.cem import coloured_noise
+
+from .tiny import randomise_modulation, tiny_config
 
 H, K = 4, 6
 
@@ -144,11 +145,9 @@ MEAN, STD = np.array([0.5, -0.5], np.float32), np.array([2.0, 0.5], np.float32)
 
 @pytest.fixture(scope='module')
 def checkpoint():
-    torch.manual_seed(0)
-    cfg = ModelConfig(encoder=EncoderConfig(kind='cnn', image_size=SIZE, width=16, channels=(8, 8)),
-                      predictor=PredictorConfig(depth=1, heads=2, head_dim=8, mlp_dim=32),
-                      embed_dim=16, projector_hidden=32, action_dim=A, frameskip=FS)
-    return Checkpoint(WorldModel(cfg).eval(), MEAN, STD)
+    torch.manual_seed(3)  # a model whose closest block differs between plans (test_objective_closest...)
+    model = randomise_modulation(WorldModel(tiny_config(SIZE, action_dim=A, frameskip=FS)), std=0.5)
+    return Checkpoint(model.eval(), MEAN, STD)
 
 
 def make_mpc(checkpoint, mode='receding', horizon=3, execute_steps=FS, iterations=2, objective='final'):
@@ -429,7 +428,7 @@ def test_the_compiled_rollout_scores_like_the_eager_one_and_plans_within_bounds(
     compiled = mpc._rollout('compile')
     assert compiled is mpc._rollout('compile') and mpc._rollout('none') == checkpoint.model.rollout
     generator = torch.Generator().manual_seed(0)
-    history = torch.randn(1, 3, 16, generator=generator)
+    history = torch.randn(1, 3, checkpoint.config.embed_dim, generator=generator)
     actions = torch.randn(16, 2 + 3, FS * A, generator=generator)
     with torch.inference_mode():
         torch.testing.assert_close(compiled(history, actions), checkpoint.model.rollout(history, actions),

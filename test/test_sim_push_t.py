@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lewm_ros.sim import make_policy, make_world
-from lewm_ros.sim.push_t import (
+from lewm_ros.sim.push_t.simulator import (
     AGENT_EDGE,
     AGENT_FILL,
     BLOCK_FILL,

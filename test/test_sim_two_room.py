@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lewm_ros.sim import make_policy, make_world
-from lewm_ros.sim.two_room import FREE_HIGH, FREE_LOW, WALL_BAND
+from lewm_ros.sim.two_room.simulator import FREE_HIGH, FREE_LOW, WALL_BAND
 
 WHITE, BLACK = 255, 0
 

@@ -18,7 +18,8 @@ import yaml
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.collect import CollectSettings, collect
-from lewm_ros.training.train import TrainingDivergedError, load_config, train
+from lewm_ros.tools.run_config import load_config
+from lewm_ros.tools.train import TrainingDivergedError, train
 
 CHECK_PREDICTOR = Path(__file__).parents[1] / 'training' / 'check_predictor.py'
 
@@ -53,7 +54,7 @@ def write_config(tmp_path, bags, out, **train_overrides):
 
 
 def run_trainer(config, *extra, timeout=300):
-    return subprocess.run([sys.executable, '-m', 'lewm_ros.training.train', '--config', str(config),
+    return subprocess.run([sys.executable, '-m', 'lewm_ros.tools.train', '--config', str(config),
                            '--no-progress', *extra], capture_output=True, text=True, timeout=timeout)
 
 
@@ -109,7 +110,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, bags):
     assert done.returncode == 0, done.stderr
 
     config = write_config(tmp_path, bags, killed)
-    process = subprocess.Popen([sys.executable, '-m', 'lewm_ros.training.train', '--config', str(config),
+    process = subprocess.Popen([sys.executable, '-m', 'lewm_ros.tools.train', '--config', str(config),
                                 '--no-progress'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not (killed / 'last.safetensors').exists():
@@ -133,7 +134,7 @@ def test_ddp_with_two_gloo_processes(tmp_path, bags):
     # Own session, so that a hung run takes its ranks down with it on timeout.
     process = subprocess.Popen(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
-         '-m', 'lewm_ros.training.train', '--config', str(config), '--no-progress'],
+         '-m', 'lewm_ros.tools.train', '--config', str(config), '--no-progress'],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, 'OMP_NUM_THREADS': '1'})
     try:
@@ -170,7 +171,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, bags, monke
 
 def test_schedule_follows_the_official_curve_for_an_epoch_count():
     """10 epochs of a 100-epoch cosine with 1% warm-up, as the official recipe (epoch = 10 steps here)."""
-    from lewm_ros.training.train import Schedule, TrainConfig
+    from lewm_ros.tools.optimiser import Schedule
+    from lewm_ros.tools.run_config import TrainConfig
 
     lr = 5e-5
     schedule = Schedule.of(TrainConfig(epochs=10, schedule_epochs=100, warmup_fraction=0.01, lr=lr, batch_size=128),
@@ -206,7 +208,8 @@ def test_action_prior_section_trains_a_prior_that_beats_the_mean_action(tmp_path
 
 def test_cpu_bf16_autocasts_the_step_and_keeps_fp32_weights():
     from lewm_ros.model.config import ModelConfig
-    from lewm_ros.training.train import Schedule, TrainConfig, autocast, train_step
+    from lewm_ros.tools.optimiser import Schedule, autocast, train_step
+    from lewm_ros.tools.run_config import TrainConfig
 
     cfg = ModelConfig.from_dict({**TINY_MODEL, 'encoder': {**TINY_MODEL['encoder'], 'kind': 'cnn', 'image_size': 64}})
     model = WorldModel(cfg).train()

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from lewm_ros.model.config import EncoderConfig, ModelConfig, PredictorConfig, preset
+from lewm_ros.model.device import DEVICES, resolve_device
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.moving_square import moving_square_clips
-from lewm_ros.training.probe import r_squared
+from lewm_ros.tools.probe import r_squared
 
 
 def candidates() -> dict[str, ModelConfig]:
@@ -107,13 +108,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--seconds', type=float, default=10.0)
-    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    parser.add_argument('--device', default='auto', choices=DEVICES)
     parser.add_argument('--only', nargs='*', help='restrict to these candidate names')
     parser.add_argument('--learn', type=float, default=0, metavar='SECONDS',
                         help='also train each 64 px candidate this long on moving squares and score it')
     args = parser.parse_args()
-    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
-                          ('cpu' if args.device == 'auto' else args.device))
+    device = resolve_device(args.device)
     print(f'device={device} threads={torch.get_num_threads()} batch={args.batch} torch={torch.__version__}')
     print(f"{'config':24s} {'params(M)':>9s} {'clips/s':>9s} {'steps/s':>8s}")
     for name, cfg in candidates().items():

@@ -2,16 +2,16 @@
 
     python training/bench_plan.py [--presets small paper] [--devices cpu cuda] [--threads 1 2] [--budgets node]
 
-Budgets: the paper's 300 x 30 elites x 30 iterations, 300 x 30 x 10, and the node's default from
-config/planner.yaml. Weights are random, which does not change the cost of a plan. Each plan is a real
-MPC plan (lewm_ros.planning.MPC), after one warm-up plan, timed two ways: from one fresh frame (an episode's
-first plan: the predictor's windows grow 1, 2, 3, 3, 3 over a horizon of 5, as in the official loop) and
+Budgets: the paper's 300 x 30 elites x 30 iterations, 300 x 30 x 10, and the node's default (CEMConfig's).
+Weights are random, which does not change the cost of a plan. Each plan is a real MPC plan
+(lewm_ros.planning.MPC), after one warm-up plan, timed two ways: from one fresh frame (an episode's first plan:
+the predictor's windows grow 1, 2, 3, 3, 3 over a horizon of 5, as in the official loop) and
 replanning every block with the node's 3-frame history and warm start (windows 3, 3, 3, 3, 3: 25% more
 predictor tokens). Prints p50 / p90 / max in ms of the first, the p50 of the second, and beside them the p50
 of the official-style loop (lewm_ros.planning.official: the public LeWM planner re-run eagerly on the same
 model and budget, from one frame, measured in the same run) and the ratio official / ours for equal work
 (both from one frame); ``--capture`` adds our plan with the compiled rollout (``mpc.capture: compile``, CUDA
-graphs on a GPU) and its ratio. Imports torch, numpy, yaml and lewm_ros' ROS-free core only, so it runs on a
+graphs on a GPU) and its ratio. Imports torch, numpy and lewm_ros' ROS-free core only, so it runs on a
 GPU machine without ROS.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -27,18 +27,13 @@ import torch
 from lewm_ros.model.checkpoint import Checkpoint
 from lewm_ros.model.config import preset
 from lewm_ros.model.world_model import WorldModel
-from lewm_ros.planning import MPC, Actuation, CEMConfig, MPCConfig
+from lewm_ros.planning import MPC, PAPER_SEARCH, Actuation, CEMConfig, MPCConfig
 from lewm_ros.planning.official import official_plan
-
-NODE_CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'planner.yaml'
 
 
 def budgets() -> dict[str, CEMConfig]:
-    import yaml  # here, not at the top: gpu_check.py imports this file on GPU machines that may lack PyYAML
-
-    (parameters,) = [node['ros__parameters'] for node in yaml.safe_load(NODE_CONFIG.read_text()).values()]
-    node = CEMConfig(**parameters['cem'])
-    return {'300x30 it30 (paper)': CEMConfig(300, 30, 30), '300x30 it10': CEMConfig(300, 30, 10),
+    node, paper = CEMConfig(), CEMConfig(**PAPER_SEARCH)
+    return {'300x30 it30 (paper)': paper, '300x30 it10': replace(paper, iterations=10),
             f'{node.samples}x{node.elites} it{node.iterations} (node)': node}
 
 

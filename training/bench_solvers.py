@@ -5,10 +5,11 @@
 
 Solvers (``mpc.solver``): ``cem`` (the search alone), ``prior+cem`` (the action prior proposes a share of the
 candidates) and ``prior`` (the prior's mean, no search; it has no budget). Budgets are CEM samples x elites x
-iterations. Rows are every solver at every budget, or exactly the ``--rows`` given, e.g. ``cem:300x30x30
+iterations, or a named budget (``node``: the planner node's default, 64x8x3; ``paper``: 300x30x30). Rows are
+every solver at every budget, or exactly the ``--rows`` given, e.g. ``cem:paper
 prior+cem:16x4x1:horizon=5,prior-share=0.5 prior``: after a second colon, the row's own lewm-eval options,
 which win over the shared ones. Decision times are also given relative to ``cem`` at the node's default budget
-(64x8x3, no options of its own) when that row is run. Every row is a ``lewm-eval`` run on the same pairs and
+(no options of its own) when that row is run. Every row is a ``lewm-eval`` run on the same pairs and
 seed, so rows differ only in the planner; decision time is the p50 / p90 of the plans' wall-clock time on
 this machine (name the CPU when you quote it). Any other ``lewm-eval`` option (e.g. ``--horizon 5 --mode
 receding``) is passed to every row. Prints a table, writes ``solvers.json`` and ``solvers.png`` (success
@@ -21,14 +22,13 @@ import argparse
 import json
 from pathlib import Path
 
-from lewm_ros.training import evaluate
-
-SOLVERS = ('cem', 'prior+cem', 'prior')
-NODE_DEFAULT = ('cem', '64x8x3')  # the planner node's default solver and budget (config/planner.yaml)
+from lewm_ros.planning.cem import BUDGETS, parse_budget
+from lewm_ros.planning.mpc import SOLVERS
+from lewm_ros.tools import evaluate
 
 
 def budget_args(budget: str) -> list[str]:
-    samples, elites, iterations = evaluate.parse_budget(budget)
+    samples, elites, iterations = parse_budget(budget)
     return ['--samples', str(samples), '--elites', str(elites), '--iterations', str(iterations)]
 
 
@@ -39,10 +39,14 @@ def parse_row(row: str) -> tuple[str, str, list[str]]:
     solver, _, rest = row.partition(':')
     budget, _, options = rest.partition(':')
     pairs = [option.partition('=') for option in options.split(',') if option]
-    if (solver not in SOLVERS or (solver == 'prior') != (budget == '') or (budget and len(budget.split('x')) != 3)
-            or not all(sep and key for key, sep, _ in pairs)):
-        raise SystemExit(f"bench_solvers: bad row {row!r}: want SOLVER:SAMPLESxELITESxITERATIONS[:key=value,...] or "
-                         f"'prior[::key=value,...]', SOLVER in {SOLVERS}")
+    try:
+        if budget:
+            parse_budget(budget)
+        well_formed = all(sep and key for key, sep, _ in pairs)
+        if solver not in SOLVERS or (solver == 'prior') != (budget == '') or not well_formed:
+            raise ValueError(f'want SOLVER:BUDGET[:key=value,...] or prior[::key=value,...], SOLVER in {SOLVERS}')
+    except ValueError as error:
+        raise SystemExit(f'bench_solvers: bad row {row!r}: {error}') from None
     return solver, budget or '-', [arg for key, _, value in pairs for arg in (f'--{key}', value)]
 
 
@@ -74,7 +78,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--budgets', nargs='+', default=['300x30x30', '64x8x3', '32x4x2'])
+    parser.add_argument('--budgets', nargs='+', default=['paper', 'node', '32x4x2'])
     parser.add_argument('--solvers', nargs='+', default=list(SOLVERS), choices=SOLVERS)
     parser.add_argument('--rows', nargs='+', help='exactly these solver:budget rows instead of every solver at '
                         "every budget, e.g. cem:64x8x3 prior+cem:16x4x1 prior")
@@ -98,13 +102,14 @@ def main(argv=None) -> list[dict]:
                      'plan_ms_p50': entry['plan_ms_p50'], 'plan_ms_p90': entry['plan_ms_p90']})
         print(f"{solver + ' ' + label:22s} success {rows[-1]['success']:5.1f}%  plans p50 "
               f"{entry['plan_ms_p50']:8.1f} ms  p90 {entry['plan_ms_p90']:8.1f} ms", flush=True)
-    default = next((r['plan_ms_p50'] for r in rows if (r['solver'], r['budget']) == NODE_DEFAULT), None)
+    default = next((r['plan_ms_p50'] for r in rows if r['solver'] == 'cem' and r['budget'] in ('node', 'x'.join(
+        map(str, BUDGETS['node'])))), None)
     for r in rows:
         r['time_vs_node_default'] = None if default is None else r['plan_ms_p50'] / default
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'solvers.json').write_text(json.dumps(rows, indent=1))
     plot(rows, args.out / 'solvers.png', f"{results['world']}: success against decision time")
-    print('\n| solver | budget | success | plan p50 | plan p90 | p50 / cem 64x8x3 |\n|---|---|---|---|---|---|')
+    print('\n| solver | budget | success | plan p50 | plan p90 | p50 / cem node |\n|---|---|---|---|---|---|')
     for r in rows:
         ratio = '-' if r['time_vs_node_default'] is None else f"{r['time_vs_node_default']:.2f}x"
         print(f"| {r['solver']} | {r['budget']} | {r['success']:.0f}% [{r['ci95'][0]:.0f}, {r['ci95'][1]:.0f}] "

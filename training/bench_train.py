@@ -24,9 +24,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from lewm_ros.data.clips import ClipDataset
 from lewm_ros.data.ingest import IngestConfig, ingest
 from lewm_ros.model.config import preset
+from lewm_ros.model.device import DEVICES, resolve_device
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.collect import CollectSettings, collect
-from lewm_ros.training.train import Batches, Schedule, TrainConfig, autocast, bf16_enabled, train_step
+from lewm_ros.tools.optimiser import Schedule, autocast, bf16_enabled, train_step
+from lewm_ros.tools.run_config import TrainConfig
+from lewm_ros.tools.train import Batches
 
 DENSE_BF16_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'A100': 312.0, 'L4': 121.0}
 
@@ -52,7 +55,7 @@ def timed(fn, seconds: float, sync) -> tuple[int, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--preset', default='small', choices=['small', 'paper'])
-    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    parser.add_argument('--device', default='auto', choices=DEVICES)
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--seconds', type=float, default=15.0)
     parser.add_argument('--cache', type=Path, help='an existing training cache at the preset resolution')
@@ -61,8 +64,8 @@ def main():
     parser.add_argument('--peak-tflops', type=float, help='dense bf16 peak; default: looked up from the GPU name')
     args = parser.parse_args()
 
-    use_cuda = args.device == 'cuda' or (args.device == 'auto' and torch.cuda.is_available())
-    device = torch.device('cuda' if use_cuda else 'cpu')
+    device = resolve_device(args.device)
+    use_cuda = device.type == 'cuda'
     sync = torch.cuda.synchronize if use_cuda else (lambda: None)
     cfg = preset(args.preset)
     tc = TrainConfig(batch_size=args.batch, lr=5e-5, steps=10**9, device=device.type, cpu_bf16=args.cpu_bf16)

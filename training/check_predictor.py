@@ -5,7 +5,7 @@
 
 On clips of ``--cache`` (say, held-out episodes ingested on their own): the prediction MSE beside copying the
 last frame's embedding and predicting from other clips' actions (the trainer's validation baselines,
-lewm_ros.training.train.prediction_errors), and the R^2 per state variable of a linear probe fitted on
+lewm_ros.tools.validation.prediction_errors), and the R^2 per state variable of a linear probe fitted on
 ``--fit-cache`` frames, beside a 10-nearest-neighbour read-out from the same frames (what it reads and the
 linear probe does not is coded nonlinearly; what neither reads is not in the embedding). A predictor no better
 than copying plans no better than a random policy.
@@ -22,10 +22,9 @@ import torch
 from lewm_ros.data.actions import ActionStats
 from lewm_ros.data.clips import ClipDataset
 from lewm_ros.model.checkpoint import load_checkpoint
-from lewm_ros.sim.registry import WORLDS
-from lewm_ros.training.physics import PERTURBATIONS, probe_targets
-from lewm_ros.training.probe import linear_probe, nearest_neighbour_probe, r_squared
-from lewm_ros.training.train import prediction_errors
+from lewm_ros.sim.registry import WORLDS, world_spec
+from lewm_ros.tools.probe import linear_probe, nearest_neighbour_probe, r_squared
+from lewm_ros.tools.validation import prediction_errors
 
 
 @torch.no_grad()
@@ -35,21 +34,21 @@ def check(checkpoint: Path, cache: Path, fit_cache: Path, world: str, clips: int
     model, cfg = ckpt.model.eval(), ckpt.config
     stats = ActionStats(ckpt.action_mean, ckpt.action_std)
     rng, shuffle = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    probe = world_spec(world).probe
 
     def sample(path: Path, count: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         data = ClipDataset(path, cfg.history, cfg.frameskip, split='all', action_stats=stats).sample(count, rng)
         emb = model.encode(torch.from_numpy(data['frames']))  # (B, T, D)
-        states = probe_targets(world, data['state'].reshape(-1, data['state'].shape[-1]))  # (B*T, P)
+        states = probe.targets(data['state'].reshape(-1, data['state'].shape[-1]))  # (B*T, P)
         return emb, torch.from_numpy(data['actions']), states
 
     emb, actions, states = sample(cache, clips)
     report = prediction_errors(model, emb, actions, shuffle)
     fit_emb, _, fit_states = sample(fit_cache, fit_clips)
     fit_emb, emb = fit_emb.flatten(0, 1).numpy(), emb.flatten(0, 1).numpy()  # (B*T, D)
-    names = PERTURBATIONS[world].probe_names if world in PERTURBATIONS else ('s0', 's1')
-    for key, probe in (('probe_r2', linear_probe), ('neighbour_r2', nearest_neighbour_probe)):
-        r2 = r_squared(probe(fit_emb, fit_states, emb), states, per_column=True)  # (P,)
-        report[key] = dict(zip(names, r2.round(3).tolist(), strict=True))
+    for key, read_out in (('probe_r2', linear_probe), ('neighbour_r2', nearest_neighbour_probe)):
+        r2 = r_squared(read_out(fit_emb, fit_states, emb), states, per_column=True)  # (P,)
+        report[key] = dict(zip(probe.names, r2.round(3).tolist(), strict=True))
     return report
 
 

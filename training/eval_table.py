@@ -1,11 +1,13 @@
-"""Side-by-side table of lewm-eval runs on the same pairs (e.g. tuned and paper planner settings).
+"""Side-by-side table of lewm-eval runs on the same pairs (e.g. tuned and paper planner settings), over training seeds.
 
-    python training/eval_table.py out/push_t/eval_tuned out/push_t/eval_paper --out out/push_t/results.md
+    python training/eval_table.py out/push_t/seed*/tuned out/push_t/seed*/paper --out out/push_t/results.md
 
-Each argument is a folder with the ``results.json`` that ``lewm-eval`` writes. Rows: every planner run
-under its label (the folder name), then the oracle (lewm-eval --oracle), the random floor and the replay
-ceiling from the first run that has them. Columns: the subsets, as success % with the 95% Wilson interval
-and the number of pairs. Runs are checked to use the same pairs, so that the rows compare like with like.
+Each argument is a folder with the ``results.json`` that ``lewm-eval`` writes; folders with the same name (``tuned``
+under ``seed0/`` and ``seed1/``) are one row: the same planner on models trained with different seeds. Rows: every
+planner under its label (the folder name), then the oracle (lewm-eval --oracle), the random floor and the replay
+ceiling from the first run that has them (they do not depend on the model). Columns: the subsets, as success % with
+the 95% Wilson interval and the number of pairs; a row of several runs gives each run's success and their mean.
+Runs are checked to use the same pairs, so that the rows compare like with like.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ import json
 from pathlib import Path
 
 
-def _cell(entry: dict) -> str:
+def _cell(entries: list[dict]) -> str:
+    if len(entries) > 1:  # one model per training seed: each run's success, then their mean
+        rates = [100 * entry['success_rate'] for entry in entries]
+        return (f"{' / '.join(f'{rate:.0f}%' for rate in rates)} (mean {sum(rates) / len(rates):.0f}%, "
+                f"n={entries[0]['episodes']} each)")
+    (entry,) = entries
     low, high = entry['ci95']
     return f"{100 * entry['success_rate']:.0f}% [{100 * low:.0f}, {100 * high:.0f}] (n={entry['episodes']})"
 
@@ -28,27 +35,31 @@ def _planner_settings(results: dict) -> str:
             f"(std {cem['init_std']:g}), cost {mpc['objective']}, {execute}")
 
 
-def table(runs: dict[str, dict]) -> str:
-    first = next(iter(runs.values()))
+def table(runs: dict[str, list[dict]]) -> str:
+    """runs: label -> the results of that planner, one per trained model."""
+    first = next(iter(runs.values()))[0]
     subsets = list(first['subsets'])
-    for label, results in runs.items():
-        for subset in subsets:
-            if results['subsets'][subset]['pairs'] != first['subsets'][subset]['pairs']:
-                raise ValueError(f'{label}: its {subset} pairs differ from the first run; compare runs made with '
-                                 'the same --pairs, --seed, --episodes and --goal-offset')
+    for label, group in runs.items():
+        for results in group:
+            for subset in subsets:
+                if results['subsets'][subset]['pairs'] != first['subsets'][subset]['pairs']:
+                    raise ValueError(f'{label}: its {subset} pairs differ from the first run; compare runs made '
+                                     'with the same --pairs, --seed, --episodes and --goal-offset')
     header = f"| policy | settings | {' | '.join(subsets)} |"
     lines = [header, '|' + '---|' * (len(subsets) + 2)]
-    for label, results in runs.items():
-        cells = ' | '.join(_cell(results['subsets'][s]['planner']) for s in subsets)
-        lines.append(f'| planner ({label}) | {_planner_settings(results)} | {cells} |')
-    oracle = next((r['oracle_cem'] for r in runs.values() if r.get('oracle_cem')), None)
+    for label, group in runs.items():
+        cells = ' | '.join(_cell([results['subsets'][s]['planner'] for results in group]) for s in subsets)
+        models = f', {len(group)} models' if len(group) > 1 else ''
+        lines.append(f'| planner ({label}{models}) | {_planner_settings(group[0])} | {cells} |')
+    every = [results for group in runs.values() for results in group]
+    oracle = next((r['oracle_cem'] for r in every if r.get('oracle_cem')), None)
     oracle_settings = oracle and (f"CEM {oracle['samples']}x{oracle['elites']}x{oracle['iterations']} with the true "
                                   "simulator as its model, cost on the true state")
-    for policy, settings in (('oracle', oracle_settings), ('random', 'uniform actions in [-1, 1]^2'),
+    for policy, settings in (('oracle', oracle_settings), ('random', 'uniform actions over the action space'),
                              ('replay', "the episode's recorded actions from the start state")):
-        source = next((r for r in runs.values() if policy in r['subsets'][subsets[0]]), None)
+        source = next((r for r in every if policy in r['subsets'][subsets[0]]), None)
         if source is not None:
-            cells = ' | '.join(_cell(source['subsets'][s][policy]) for s in subsets)
+            cells = ' | '.join(_cell([source['subsets'][s][policy]]) for s in subsets)
             lines.append(f'| {policy} | {settings} | {cells} |')
     goals = f"goal {first['goal_offset']} steps ahead" if first['goal_offset'] else 'sampled goals'
     return f"{first['world']}: {goals}, budget {first['budget']} steps, success at any step\n\n" + '\n'.join(lines)
@@ -59,7 +70,9 @@ def main(argv=None) -> None:
     parser.add_argument('runs', nargs='+', type=Path, help='lewm-eval output folders')
     parser.add_argument('--out', type=Path, help='also write the table to this markdown file')
     args = parser.parse_args(argv)
-    runs = {path.name: json.loads((path / 'results.json').read_text()) for path in args.runs}
+    runs: dict[str, list[dict]] = {}
+    for path in args.runs:
+        runs.setdefault(path.name, []).append(json.loads((path / 'results.json').read_text()))
     text = table(runs)
     print(text)
     if args.out:

@@ -34,7 +34,7 @@ from bench_plan import measure, measure_official  # training/bench_plan.py: a sc
 from lewm_ros.model.config import preset
 from lewm_ros.model.flops import encoder_flops, training_step_flops
 from lewm_ros.model.world_model import WorldModel
-from lewm_ros.planning.cem import CEMConfig
+from lewm_ros.planning.cem import PAPER_SEARCH, CEMConfig
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by a substring of the device name.
 PEAK_TFLOPS = {'H200': 989.4, 'H100 SXM': 989.4, 'H100 80GB HBM3': 989.4, 'H100 PCIe': 756.0, 'H100 NVL': 835.0,
@@ -185,7 +185,7 @@ def main(argv=None) -> dict:
     print(f"train  batch {t['batch']:>4}: {t['steps_per_s']:8.2f} steps/s {t['clips_per_s']:9.1f} clips/s "
           f"{t['gflop_per_step']:9.1f} GFLOP/step {t['achieved_tflops']:7.2f} TFLOP/s  MFU {mfu}", flush=True)
 
-    cem = CEMConfig(samples=16, elites=4, iterations=2, horizon=5) if quick else CEMConfig(300, 30, 30, horizon=5)
+    cem = CEMConfig(samples=16, elites=4, iterations=2, horizon=5) if quick else CEMConfig(**PAPER_SEARCH)
     report['planning'] = check_planning(cfg, device, cem, 1 if quick else 5)
     p = report['planning']
     captured = (f"captured {p['captured_ms_p50']:9.1f} ms ({p['official_over_captured']:.1f}x)  "

@@ -63,7 +63,7 @@ def image_to_rgb(msg) -> np.ndarray:
 def _compressed_to_rgb(msg) -> np.ndarray:
     # ROS formats look like 'jpeg', 'png' or 'rgb8; jpeg compressed bgr8': the codec is the last word that names
     # one, and OpenCV decodes to 3-channel BGR whatever the original layout was (as cv_bridge does); measured
-    # 6% (jpeg) and 22% (png) faster than Pillow at 224 px (README, "Images").
+    # 6% (jpeg) and 22% (png) faster than Pillow at 224 px (docs/guide.md, Images).
     words = str(msg.format).lower().replace(';', ' ').split()
     if not any(word in _COMPRESSED_FORMATS for word in words):
         raise ImageDecodeError(f'unsupported compressed format {msg.format!r} (supported: jpeg, png)')
@@ -91,6 +91,12 @@ def resize_rgb_batch(images: np.ndarray, size: int) -> np.ndarray:
 def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
     """Resize one (H, W, 3) uint8 image to (size, size, 3); same pixels as the batched version."""
     return resize_rgb_batch(image[None], size)[0]
+
+
+def read_image_file(path, size: int) -> np.ndarray:
+    """An image file (png, jpg, ...) as (size, size, 3) uint8 RGB, resized as live frames are (a goal image file)."""
+    with PILImage.open(path) as image:
+        return resize_rgb(np.asarray(image.convert('RGB')), size)
 
 
 def rgb_to_image_fields(rgb: np.ndarray, encoding: str = 'rgb8', row_padding: int = 0) -> dict:

@@ -43,7 +43,7 @@ class PredictorConfig:
     # Predict the change from each input embedding (its output layer starting at zero, so an untrained
     # predictor copies the last frame) rather than the next embedding itself, as the paper's does. For Push-T,
     # where consecutive frames differ little and the paper's form was found no better than copying the last
-    # frame (README, "Push-T"); what it adds alone, with the same data, is not measured.
+    # frame (docs/push_t.md); what it adds alone, with the same data, is not measured.
     residual: bool = False
 
 
@@ -101,7 +101,7 @@ def paper_config(action_dim: int = 2) -> ModelConfig:
 def small_config(action_dim: int = 2) -> ModelConfig:
     """Fast CPU preset: 64 px, 4-stage stride-2 CNN, width 128, 4 predictor blocks; ~2M parameters.
 
-    Chosen by measurement on 2 CPU cores (training/bench_model.py, README "Presets").
+    Chosen by measurement on 2 CPU cores (training/bench_model.py, docs/guide.md, Presets).
     """
     return ModelConfig(
         encoder=EncoderConfig(kind='cnn', image_size=64, width=128, channels=(32, 64, 128, 128)),

@@ -4,7 +4,7 @@ From the embeddings of the observed frames and of the goal it predicts a diagona
 ``horizon`` action blocks, in the model's normalised units. The planner uses its mean as the plan
 (``mpc.solver: prior``, one small MLP pass) or seeds the CEM's mean and std with it (``prior+cem``), so
 the search starts where the data says the goal's actions are. It is trained after the world model, on
-the same cache, with the world model frozen (``lewm_ros.training.prior``), and is stored in the same
+the same cache, with the world model frozen (``lewm_ros.tools.prior``), and is stored in the same
 checkpoint (an optional part).
 """
 

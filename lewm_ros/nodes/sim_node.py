@@ -2,12 +2,12 @@
 
 Publishes (relative names; types and QoS in ``lewm_ros.sim.topics``): ``image`` (sensor_msgs/Image rgb8),
 ``state`` (std_msgs/Float64MultiArray, the true low-dimensional state), ``success`` (std_msgs/Bool),
-``joint_states`` (arm only) and ``goal_image`` (latched: transient-local, sent at every reset).
+``joint_states`` (worlds with joints) and ``goal_image`` (latched: transient-local, sent at every reset).
 Subscribes: ``command`` as Float64MultiArray, JointTrajectory (first point's velocities, by joint name),
 TwistStamped or Twist, per ``command_type`` (``lewm_ros.data.commands``). Commands are clamped to the world's
 limits; malformed ones (NaN, wrong length, unknown joints) are logged and ignored.
-Service ``reset`` (std_srvs/Trigger): new episode with the next seed. Setting ``seed``, ``task`` or
-``goal_span`` also starts a new episode; ``reset_on_success`` and ``episode_steps`` start the next one by
+Service ``reset`` (std_srvs/Trigger): new episode with the next seed. Setting ``seed``, ``task`` or a world option
+(``goal_span``) also starts a new episode; ``reset_on_success`` and ``episode_steps`` start the next one by
 themselves, so a live demo keeps getting new goals.
 
 Modes:
@@ -17,10 +17,8 @@ Modes:
   at once; until an episode's first command its start frame is republished at ``rate_hz`` for late subscribers,
   with the same stamp (a frame's stamp is its simulated time, so a lock-step planner tells steps apart).
 
-    sim_node --ros-args --params-file config/sim.yaml
+    sim_node --ros-args --params-file config/sim.yaml --params-file lewm_ros/sim/arm/sim.yaml
 """
-
-from dataclasses import dataclass
 
 import numpy as np
 from rclpy.node import Node
@@ -28,7 +26,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from lewm_ros.data.actions import ActionError, action_from_message
-from lewm_ros.data.commands import COMMAND_TYPES, command_spec
+from lewm_ros.data.commands import command_spec
 from lewm_ros.nodes.conversions import (
     command_class,
     float_array_msg,
@@ -40,46 +38,8 @@ from lewm_ros.nodes.conversions import (
 )
 from lewm_ros.nodes.parameters import ParameterBinding
 from lewm_ros.nodes.spinning import run_node
-from lewm_ros.settings import check_settings, setting
-from lewm_ros.sim.registry import WORLDS, make_world, world_class
+from lewm_ros.sim.config import SimConfig
 from lewm_ros.sim.topics import COMMAND_QOS, SIM_TOPICS
-
-
-@dataclass
-class SimConfig:
-    """sim_node's parameters, one to one."""
-
-    world: str = setting('arm', 'world to simulate', choices=tuple(sorted(WORLDS)))
-    task: str = setting('', "task of the world ('' = its first: arm reach, two_room navigate, push_t push); a "
-                        'change resets', live=True)
-    seed: int = setting(0, 'seed of the first episode (the reset service moves to the next); a change resets',
-                        low=0, high=2**31 - 1, live=True)
-    goal_span: float = setting(0.0, 'arm reach: goals within this many radians of the start per joint, one '
-                               "plan's reach (0 = anywhere); a change resets", low=0.0, high=10.0, live=True)
-    image_size: int = setting(64, 'rendered image side in pixels', low=8, high=512)
-    rate_hz: float = setting(10.0, 'steps per second in real time (each step is the world\'s own control '
-                             'period); lock step: how often a waiting start frame is republished', low=0.1,
-                             high=1000.0)
-    lock_step: bool = setting(False, 'one world step per received command instead of stepping at rate_hz')
-    command_type: str = setting('float64_multi_array', 'command message type', choices=tuple(sorted(COMMAND_TYPES)))
-    frame_id: str = setting('camera', 'frame_id of the published images')
-    reset_on_success: bool = setting(False, 'start the next episode (next seed) once the task is solved',
-                                     live=True)
-    episode_steps: int = setting(0, 'start the next episode after this many steps (0 = never)', low=0,
-                                 high=10**9, live=True)
-
-    def validate(self) -> None:
-        check_settings(self)
-        tasks = world_class(self.world).tasks
-        if self.task and self.task not in tasks:
-            raise ValueError(f'task must be one of {list(tasks)} for world {self.world}, got {self.task!r}')
-        if self.goal_span and (self.world, self.task or tasks[0]) != ('arm', 'reach'):
-            raise ValueError(f'goal_span applies to the arm reach task only, got world {self.world} task '
-                             f'{self.task or tasks[0]}')
-
-    def make_world(self):
-        return make_world(self.world, self.task or None, image_size=self.image_size,
-                          **({'goal_span': self.goal_span} if self.goal_span else {}))
 
 
 class SimNode(Node):
@@ -167,14 +127,15 @@ class SimNode(Node):
 
     # --- parameters -----------------------------------------------------------------------
     def _apply(self, config: SimConfig) -> None:
-        """Adopt a validated config (only live fields can differ); a new task, seed or goal span resets."""
+        """Adopt a validated config (only live fields can differ); a new task, seed or world option resets."""
         previous, self.config = self.config, config
-        if (config.task, config.goal_span) != (previous.task, previous.goal_span):
+        rebuild = (config.task, config.world_options()) != (previous.task, previous.world_options())
+        if rebuild:
             self.world.close()
             self.world = config.make_world()
         if config.seed != previous.seed:
             self.episode_seed = config.seed
-        if (config.task, config.goal_span, config.seed) != (previous.task, previous.goal_span, previous.seed):
+        if rebuild or config.seed != previous.seed:
             self.start_episode()
 
 

@@ -42,6 +42,7 @@ MODES = ('paper', 'receding', 'shrinking')
 SOLVERS = ('cem', 'prior+cem', 'prior')
 CAPTURES = ('none', 'compile')
 ACTION_KINDS = ('velocity', 'position')
+PAPER_LOOP = {'mode': 'paper', 'objective': 'final', 'solver': 'cem'}  # the public LeWM code's, with PAPER_SEARCH
 
 
 @dataclass
@@ -152,10 +153,17 @@ class Plan:
 
 
 class MPC:
+    """The receding-horizon loop (history, plan, replanning, warm start) around a latent search with the world model.
+
+    Subclasses may search with another model of the world: they override ``set_goal``, ``solve`` and, when they
+    search in other action units than the model's, ``normalise`` and ``denormalise`` (lewm-eval's oracle).
+    """
+
     def __init__(self, checkpoint: Checkpoint, actuation: Actuation, cem: CEMConfig | None = None,
-                 config: MPCConfig | None = None):
+                 config: MPCConfig | None = None, device: torch.device | None = None):
+        """device: where the search runs (default: the model's)."""
         self.model, self.checkpoint = checkpoint.model, checkpoint
-        self.device = next(self.model.parameters()).device
+        self.device = device or next(self.model.parameters()).device
         cfg = self.model.cfg
         self.frameskip, self.history, self.action_dim = cfg.frameskip, cfg.history, cfg.action_dim
         self.goal: torch.Tensor | None = None  # (D,)
@@ -172,8 +180,16 @@ class MPC:
                 raise ValueError(f'action limits must have {self.action_dim} values each, got '
                                  f'{actuation.low.tolist()} / {actuation.high.tolist()}')
             self.actuation = actuation
-        bounds = normalised_bounds(*self.actuation.model_limits, self.checkpoint.normalise, self.frameskip, self.device)
+        bounds = normalised_bounds(*self.actuation.model_limits, self.normalise, self.frameskip, self.device)
         self.cem, self.config = CEM(cem, *bounds, self.action_dim), config
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """Raw actions (..., A) in model units -> the units the search runs in (the model's z-scores)."""
+        return self.checkpoint.normalise(raw)
+
+    def denormalise(self, actions: np.ndarray) -> np.ndarray:
+        """The search's units -> raw model units (..., A)."""
+        return self.checkpoint.denormalise(actions)
 
     def reset(self) -> None:
         """Forget the history and the plan (new episode, or frames stopped coming); the goal stays."""
@@ -205,7 +221,7 @@ class MPC:
         self.queue = self.queue[1:]
         self.holding = not planned
         if command is not None:
-            self.actions[self.step] = self.checkpoint.normalise(self.actuation.to_model(command))  # (A,)
+            self.actions[self.step] = self.normalise(self.actuation.to_model(command))  # (A,)
         self.step += 1
         oldest = self.step - self.history * self.frameskip
         for kept in (self.frames, self.actions):
@@ -271,7 +287,7 @@ class MPC:
         cost = LatentCost(self.model, observed, past, request.goal, request.config.intermediate_weight,
                           request.config.objective, self._rollout(request.config.capture))
         warm = None if request.warm_start is None else torch.as_tensor(request.warm_start, device=device)  # (H, K)
-        seed = request.cem.config.seed * 1_000_003 + request.step
+        seed = self.noise_seed(request)
         solver, cem = request.config.solver, request.cem
         if solver == 'cem':
             mean, final_cost = cem.plan(cost, warm, request.horizon, seed=seed)  # (H, K), ()
@@ -291,10 +307,15 @@ class MPC:
             predicted = self.model.predict(emb[context][None], blocks[context][None])[0, -1]  # (D,)
             surprise = float((predicted - emb[-1]).square().sum())
         blocks_out = mean.cpu().numpy()  # (H, K)
-        raw = self.checkpoint.denormalise(blocks_out.reshape(-1, self.action_dim))  # (H*fs, A)
+        raw = self.denormalise(blocks_out.reshape(-1, self.action_dim))  # (H*fs, A)
         actions = np.clip(raw, *request.actuation.model_limits).astype(np.float32)  # (H*fs, A)
         return Plan(request.step, request.episode, blocks_out, actions, int(arrival), float(final_cost), surprise,
                     time.perf_counter() - started)
+
+    @staticmethod
+    def noise_seed(request: PlanRequest) -> int:
+        """The search's noise for a plan is a function of (cem.seed, the request's step) alone."""
+        return request.cem.config.seed * 1_000_003 + request.step
 
     def _rollout(self, capture: str):
         """The predictor rollout the cost calls: the model's own, or its compiled form (made once, then kept)."""

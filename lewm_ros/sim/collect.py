@@ -8,7 +8,7 @@ through the same ingest:
                 after the frame with the same stamp (T commands)
   /state        std_msgs/Float64MultiArray, the true low-dimensional state of that frame
   /success      std_msgs/Bool, whether that frame solves the task
-  /joint_states sensor_msgs/JointState (arm only)
+  /joint_states sensor_msgs/JointState (worlds with joints)
   /goal_image   sensor_msgs/Image rgb8, once, at the first stamp
 
 Stamps lie on a fixed control period (the world's) from a fixed start time, so reruns write the
@@ -33,8 +33,7 @@ from tqdm import tqdm
 from lewm_ros.data.bags import STORAGES, BagWriter
 from lewm_ros.data.commands import COMMAND_TYPES, build_command, float_array, header
 from lewm_ros.data.images import rgb_to_image_fields
-from lewm_ros.sim.policies import POLICIES, make_policy
-from lewm_ros.sim.registry import WORLDS, make_world, world_class
+from lewm_ros.sim.registry import POLICIES, WORLDS, make_policy, make_world, world_class
 from lewm_ros.sim.topics import COMMAND_QOS, SIM_TOPICS
 from lewm_ros.sim.world import World
 

@@ -57,6 +57,16 @@ class World(ABC):
     action_space: ActionSpace
     control_period: float  # seconds of simulated time per step
     success_threshold: float  # goal_distance at or below which the task counts as solved (see ``solved``)
+    options: tuple[str, ...] = ()  # keyword arguments of the constructor beyond task, image_size and max_steps
+    restores_exactly = True  # set_state(get_state()) reproduces the next step bit for bit
+
+    @classmethod
+    def check_options(cls, task: str, **options) -> None:
+        """Raise ValueError when ``options`` (constructor keywords) do not apply to ``task``; cheap, builds
+        nothing (sim_node checks a parameter update with it before it rebuilds the world)."""
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise ValueError(f'{cls.name} takes no option {", ".join(unknown)} (its options: {list(cls.options)})')
 
     def __init__(self, task: str, image_size: int = 64, max_steps: int | None = None):
         if task not in self.tasks:

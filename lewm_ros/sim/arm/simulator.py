@@ -37,7 +37,7 @@ import mujoco  # after the MUJOCO_GL default
 
 from lewm_ros.sim.world import ActionSpace, JointReading, World, wrap_angle
 
-ASSET = Path(__file__).with_name('assets') / 'planar_arm.xml'
+ASSET = Path(__file__).with_name('planar_arm.xml')
 CAMERA = 'top'
 SUBSTEPS = 5
 ARM_JOINTS = ('shoulder', 'elbow')
@@ -51,14 +51,14 @@ class PlanarArm(World):
     name = 'arm'
     tasks = ('reach', 'push')
     success_thresholds: ClassVar[dict[str, float]] = {'reach': 0.05, 'push': 0.04}
+    options = ('goal_span',)
 
     def __init__(self, task: str = 'reach', image_size: int = 64, max_steps: int | None = None,
                  goal_span: float | None = None):
         """goal_span: reach goals lie within this many radians of the current pose on each joint (None:
         anywhere). Like the LeWM protocol's goals 25 steps ahead, it keeps goals within one plan's reach."""
         super().__init__(task, image_size, max_steps)
-        if goal_span is not None and not (task == 'reach' and goal_span > 0):
-            raise ValueError(f'goal_span applies to the reach task and must be positive, got {goal_span}')
+        self.check_options(task, **({} if goal_span is None else {'goal_span': goal_span}))
         self.goal_span = goal_span
         spec = mujoco.MjSpec.from_file(str(ASSET))
         if task == 'reach':
@@ -77,6 +77,14 @@ class PlanarArm(World):
         self._free_hinges = [self.model.jnt_qposadr[j] for j in range(self.model.njnt)
                              if self.model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE
                              and not self.model.jnt_limited[j]]
+
+    @classmethod
+    def check_options(cls, task: str, **options) -> None:
+        super().check_options(task, **options)
+        span = options.get('goal_span')
+        if span is not None and not (task == 'reach' and span > 0):
+            raise ValueError(f'goal_span applies to the arm reach task and must be positive, got task {task!r} '
+                             f'and goal_span {span}')
 
     # --- kinematics (shared with the experts) -------------------------------------------
     def fingertip(self, arm_angles) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,37 +27,12 @@ import torch
 from scipy import stats
 
 from lewm_ros.model.checkpoint import Checkpoint, load_checkpoint
-from lewm_ros.sim import make_world
-from lewm_ros.sim.policies import make_policy
+from lewm_ros.sim.registry import WORLDS, make_policy, make_world, world_spec
 from lewm_ros.sim.world import World
-from lewm_ros.training.probe import linear_probe
+from lewm_ros.tools.probe import linear_probe
 
 VARIANTS = ('unperturbed', 'colour change', 'teleport')
 TELEPORT_MIN_PX = 60.0
-
-
-@dataclass(frozen=True)
-class Perturbation:
-    """What the violation-of-expectation events change in one world."""
-
-    colour_attribute: str  # the world's attribute holding the object's colour
-    new_colour: tuple[int, int, int]
-    teleported: slice  # the state entries a teleport redraws (position first)
-    probe_names: tuple[str, ...]  # the probe's targets, see probe_targets
-
-
-PERTURBATIONS = {
-    'two_room': Perturbation('agent_color', (0, 90, 255), slice(0, 2), ('x', 'y')),
-    'push_t': Perturbation('block_color', (220, 60, 60), slice(2, 5),
-                           ('agent_x', 'agent_y', 'block_x', 'block_y', 'block_cos', 'block_sin')),
-}
-
-
-def probe_targets(world_name: str, states: np.ndarray) -> np.ndarray:
-    """(N, len(probe_names)) probe targets of states (N, S); angles as cos and sin, which are linear-readable."""
-    if world_name == 'push_t':
-        return np.column_stack([states[:, :4], np.cos(states[:, 4]), np.sin(states[:, 4])])
-    return states[:, :2]
 
 
 def expert_trajectory(world: World, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +50,7 @@ def expert_trajectory(world: World, steps: int, seed: int) -> tuple[np.ndarray, 
 def render_variant(world: World, states: np.ndarray, actions: np.ndarray, variant: str, event: int,
                    rng: np.random.Generator) -> np.ndarray:
     """Frames (steps+1, S, S, 3) of the trajectory under ``variant``; the change shows from frame ``event``."""
-    perturbation = PERTURBATIONS[world.name]
+    perturbation = world_spec(world.name).perturbation
     normal_colour = getattr(world, perturbation.colour_attribute)
     moved = perturbation.teleported
     frames = []
@@ -160,7 +134,8 @@ def run(argv=None) -> dict:
     """``main`` returning the results (for tests and scripts)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', required=True, type=Path)
-    parser.add_argument('--world', default='two_room', choices=sorted(PERTURBATIONS))
+    parser.add_argument('--world', default='two_room',
+                        choices=sorted(name for name in WORLDS if world_spec(name).perturbation))
     parser.add_argument('--trajectories', type=int, default=50)
     parser.add_argument('--steps', type=int, default=60, help='control steps per trajectory')
     parser.add_argument('--event-block', type=int, default=6, help='the event shows at kept frame N (step N*frameskip)')
@@ -170,7 +145,7 @@ def run(argv=None) -> dict:
 
     ckpt = load_checkpoint(args.checkpoint)
     world = make_world(args.world, image_size=ckpt.config.image_size)
-    names = PERTURBATIONS[args.world].probe_names
+    probe = world_spec(args.world).probe
     fs, event = ckpt.config.frameskip, args.event_block
     rng = np.random.default_rng(args.seed)
     curves = {variant: [] for variant in VARIANTS}
@@ -182,7 +157,7 @@ def run(argv=None) -> dict:
             curves[variant].append(surprise_per_frame(ckpt, frames, actions))
             if variant == 'unperturbed':
                 probe_frames.append(frames)
-                probe_positions.append(probe_targets(args.world, states))
+                probe_positions.append(probe.targets(states))
                 probe_fit.append(np.full(len(frames), index % 2 == 0))
     curves = {variant: np.array(values) for variant, values in curves.items()}  # (trajectories, n)
 
@@ -199,7 +174,7 @@ def run(argv=None) -> dict:
         results['paired_t_tests'][f'{variant} vs unperturbed'] = {'t': float(test.statistic), 'p': float(test.pvalue)}
     test = stats.ttest_rel(at_event['teleport'], at_event['colour change'])
     results['paired_t_tests']['teleport vs colour change'] = {'t': float(test.statistic), 'p': float(test.pvalue)}
-    results['probe'] = state_probe(ckpt, np.concatenate(probe_frames), np.concatenate(probe_positions), names,
+    results['probe'] = state_probe(ckpt, np.concatenate(probe_frames), np.concatenate(probe_positions), probe.names,
                                    np.concatenate(probe_fit))
 
     print(f"violation of expectation, {args.trajectories} trajectories, event at step {event * fs}")
@@ -208,9 +183,8 @@ def run(argv=None) -> dict:
               f"   (before the event {entry['before_event_mean']:.4f})")
     for name, test in results['paired_t_tests'].items():
         print(f"  paired t-test {name:28s} t = {test['t']:7.2f}  p = {test['p']:.2e}")
-    probe = results['probe']
-    readings = ', '.join(f"{name} {probe['pearson_r_' + name]:.3f}" for name in names)
-    print(f"state probe (held-out frames), Pearson r: {readings}; position RMSE {probe['rmse_px']:.2f} px")
+    readings = ', '.join(f"{name} {results['probe']['pearson_r_' + name]:.3f}" for name in probe.names)
+    print(f"state probe (held-out frames), Pearson r: {readings}; position RMSE {results['probe']['rmse_px']:.2f} px")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'physics.json').write_text(json.dumps(results, indent=1))
     plot(curves, event, fs, world.name, args.out / 'surprise.png')

@@ -100,6 +100,7 @@ class PushT(World):
     control_period = SUBSTEPS * DT
     success_threshold = SUCCESS_DISTANCE
     action_space = ActionSpace(low=-np.ones(2), high=np.ones(2), names=('x', 'y'))
+    restores_exactly = False  # set_state runs one physics step with the stored velocity, as the reference does
 
     def __init__(self, task: str = 'push', image_size: int = 64, max_steps: int | None = None,
                  block_color=BLOCK_FILL):

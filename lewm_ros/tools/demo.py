@@ -2,8 +2,9 @@
 
     lewm-demo [--checkpoint PATH] [--episodes 8] [--max-steps 60] [--timing lock_step|real_time|both] [--out DIR]
 
-Both nodes run with the installed config/sim.yaml and config/planner.yaml, the files ``ros2 launch lewm_ros
-planner.launch.py use_sim:=true`` uses. Two timings:
+Both nodes run with the parameter files ``ros2 launch lewm_ros planner.launch.py use_sim:=true`` gives them:
+config/sim.yaml and config/planner.yaml with the arm world's sim.yaml and planner.yaml, in the launch file's
+order. Two timings:
 
 - ``lock_step``: the simulated arm steps once per command and the planner answers each frame with one command
   after the plan it needs, so an episode is the planner's commands and nothing else, and the result does not
@@ -47,13 +48,15 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from lewm_ros.data.images import image_to_rgb
-from lewm_ros.nodes.sim_node import SimConfig
 from lewm_ros.paths import DEFAULT_CHECKPOINT, share_path
+from lewm_ros.sim.config import SimConfig
+from lewm_ros.sim.registry import world_spec
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # after choosing the headless backend
 
 NAMESPACE = 'demo'
+WORLD = 'arm'  # the shipped checkpoint's
 TIMINGS = ('lock_step', 'real_time')
 
 
@@ -187,10 +190,20 @@ class Monitor:
         self.node.destroy_node()
 
 
+def parameter_files(node: str) -> list[Path]:
+    """``node``'s parameter files as the launch file orders them (later files win): the world's planner.yaml under
+    config/planner.yaml, so that a real arm's file keeps its limits; the world's sim.yaml over config/sim.yaml."""
+    package, world = share_path(f'config/{node}.yaml'), world_spec(WORLD).folder / f'{node}.yaml'
+    return [world, package] if node == 'planner' else [package, world]
+
+
 def sim_config() -> SimConfig:
-    """The installed config/sim.yaml, the simulated arm's settings shared with the launch file."""
-    with open(share_path('config/sim.yaml')) as f:
-        parameters = yaml.safe_load(f)['/**/sim_node']['ros__parameters']
+    """The simulated arm's settings, from the files the launch file gives sim_node."""
+    parameters = {}
+    for path in parameter_files('sim'):
+        with open(path) as f:
+            (entry,) = yaml.safe_load(f).values()
+        parameters.update(entry['ros__parameters'])
     return SimConfig(**parameters)
 
 
@@ -199,13 +212,15 @@ def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: 
     def overrides(values: dict) -> list[str]:
         return [part for name, value in values.items() for part in ('-p', f'{name}:={value}')]
 
+    def files(node: str) -> list[str]:
+        return [part for path in parameter_files(node) for part in ('--params-file', str(path))]
+
     timing = {'lock_step': str(lock_step).lower()}
-    ros_args = ['--ros-args', '-r', f'__ns:=/{NAMESPACE}', '--params-file']
+    ros_args = ['--ros-args', '-r', f'__ns:=/{NAMESPACE}']
     commands = {
-        'sim_node': [sys.executable, '-m', 'lewm_ros.nodes.sim_node', *ros_args, str(share_path('config/sim.yaml')),
+        'sim_node': [sys.executable, '-m', 'lewm_ros.nodes.sim_node', *ros_args, *files('sim'),
                      *overrides({**timing, 'seed': seed, 'reset_on_success': 'false', 'episode_steps': 0})],
-        'planner_node': [sys.executable, '-m', 'lewm_ros.nodes.planner_node', *ros_args,
-                         str(share_path('config/planner.yaml')),
+        'planner_node': [sys.executable, '-m', 'lewm_ros.nodes.planner_node', *ros_args, *files('planner'),
                          *overrides({**timing, 'checkpoint': checkpoint, **planner_parameters})],
     }
     log_dir.mkdir(parents=True, exist_ok=True)

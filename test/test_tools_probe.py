@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lewm_ros.training.probe import linear_probe, nearest_neighbour_probe, r_squared
+from lewm_ros.tools.probe import linear_probe, nearest_neighbour_probe, r_squared
 
 
 def test_nearest_neighbours_read_a_nonlinear_code_the_linear_probe_misses_and_neither_reads_a_missing_one():

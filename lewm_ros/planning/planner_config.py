@@ -1,0 +1,76 @@
+"""planner_node's parameters as one config dataclass (no ROS here: lewm-eval and the tests build it too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lewm_ros.data.commands import COMMAND_TYPES, check_command_type
+from lewm_ros.model.device import DEVICES, resolve_device
+from lewm_ros.planning.control import LoopSettings
+from lewm_ros.planning.mpc import ACTION_KINDS, Actuation
+from lewm_ros.settings import check_settings, setting
+
+IMAGE_QOS = ('sensor_data', 'reliable')  # best effort (hears any camera), or reliable
+
+
+@dataclass
+class PlannerConfig:
+    """planner_node's own parameters, one to one (the search and the loop around it are ``cem.*`` / ``mpc.*``).
+    The action limits and joint names default to the packaged simulated arm's."""
+
+    checkpoint: str = setting('', "lewm_ros checkpoint (.safetensors); '' = the packaged arm_reach_small")
+    device: str = setting('auto', 'torch device for encoding and planning', choices=DEVICES)
+    threads: int = setting(0, 'torch CPU threads (0 = one per core); 1 on a small machine shared with the sim '
+                           'or camera drivers, where OpenMP threads wait for each other (measured: 8 s instead of '
+                           '0.13 s per plan)', low=0, high=1024)
+    autostart: bool = setting(True, 'configure and activate at start-up; false: wait for a lifecycle manager')
+    lock_step: bool = setting(False, 'answer each new frame (header stamp) with one command, after the plan it '
+                              'needs, for simulators that step once per command; false: real time')
+    image_topic: str = setting('image', 'camera topic')
+    compressed: bool = setting(False, 'the camera topic carries sensor_msgs/CompressedImage (jpeg/png)')
+    image_qos: str = setting('sensor_data', 'camera subscription QoS: sensor_data (best effort, hears any camera) '
+                             'or reliable', choices=IMAGE_QOS)
+    goal_topic: str = setting('goal_image', 'goal image topic (sensor_msgs/Image, latched or not)')
+    goal_image_file: str = setting('', 'goal image file (png/jpg); the goal topic can replace it', live=True)
+    command_topic: str = setting('command', 'command topic')
+    command_type: str = setting('float64_multi_array', 'command message type', choices=tuple(COMMAND_TYPES))
+    joint_names: list[str] = setting(['shoulder', 'elbow'], 'joints of the action, in order (JointTrajectory '
+                                     'commands; joint_states order for position actions)')
+    action_kind: str = setting('velocity', 'what the actions are: decides the hold command (zero velocity or the '
+                               'measured positions) and the JointTrajectory field', choices=ACTION_KINDS)
+    joint_states_topic: str = setting('joint_states', 'measured joint positions (position actions only)')
+    action_scale: float = setting(1.0, 'command = scale x planned action (model units -> robot units), then '
+                                  'clamped', low=1e-9, high=1e9, live=True)
+    action_low: list[float] = setting([-1.5, -1.5], 'per-dimension command lower limits, robot units', live=True)
+    action_high: list[float] = setting([1.5, 1.5], 'per-dimension command upper limits, robot units', live=True)
+    control_rate: float = setting(10.0, 'commands per second in real time, Hz', low=0.1, high=1000.0)
+    watchdog_timeout: float = setting(1.0, 'seconds without a fresh frame or a requested plan before holding',
+                                      low=0.01, high=3600.0, live=True)
+    enabled: bool = setting(True, 'false: dry run (plans and diagnostics, no commands)', live=True)
+
+    def validate(self, action_dim: int | None = None) -> None:
+        """Raise ValueError with the reason when a value is invalid (for a model with ``action_dim`` actions,
+        when known)."""
+        check_settings(self)
+        resolve_device(self.device)  # CUDA asked for and absent
+        dim = action_dim or len(self.action_low)
+        if not len(self.action_low) == len(self.action_high) == dim:
+            raise ValueError(f'action_low and action_high need {dim} values each'
+                             + (f' (the model has {dim} actions)' if action_dim else '')
+                             + f', got {self.action_low} / {self.action_high}')
+        self.actuation()  # limits and scale
+        check_command_type(self.command_type, dim, positions=self.action_kind == 'position')
+        if (self.command_type == 'joint_trajectory' or self.action_kind == 'position') and \
+                len(self.joint_names) != dim:
+            raise ValueError(f'joint_names must name the {dim} joints of the action, got {self.joint_names}')
+        if self.goal_image_file and not Path(self.goal_image_file).is_file():
+            raise ValueError(f'goal_image_file {self.goal_image_file!r} does not exist')
+
+    def actuation(self) -> Actuation:
+        return Actuation(np.array(self.action_low), np.array(self.action_high), self.action_scale, self.action_kind)
+
+    def loop_settings(self) -> LoopSettings:
+        return LoopSettings(self.lock_step, self.watchdog_timeout, self.enabled)

@@ -1,0 +1,1 @@
+"""Offline tools: trainer, evaluation, violation-of-expectation report and the demo (console scripts lewm-*)."""

@@ -1,1 +1,0 @@
-"""Offline tools: trainer, evaluation and benchmarks (installed as lewm_ros.training)."""
