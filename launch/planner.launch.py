@@ -86,7 +86,7 @@ def generate_launch_description():
                               description='planner_node parameter file (over the world\'s planner.yaml)'),
         DeclareLaunchArgument('sim_config', default_value=os.path.join(config_dir, 'sim.yaml'),
                               description='sim_node parameter file (under the world\'s sim.yaml; with use_sim:=true)'),
-        DeclareLaunchArgument('world', default_value='arm', description='arm | two_room | push_t'),
+        DeclareLaunchArgument('world', default_value='arm', description='arm | two_room | push_t | cube'),
         DeclareLaunchArgument('use_sim', default_value='false', description='also start the simulated world'),
         DeclareLaunchArgument('lock_step', default_value='false',
                               description='sim and planner in lock step (one step per command; needs use_sim)'),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lewm_ros.sim.registry import WORLDS
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ('planner_node', 'sim_node', 'recorder_node', 'lewm-collect', 'lewm-ingest', 'lewm-train', 'lewm-eval',
            'lewm-physics', 'lewm-demo')
@@ -47,7 +49,7 @@ def test_colcon_build_imports_every_module_and_runs_every_console_script(tmp_pat
     assert workspace in module_file.parents, f'lewm_ros came from {module_file}, not the workspace'
     share = workspace / 'install/lewm_ros/share/lewm_ros'
     assert (share / 'training/configs/small.yaml').exists()
-    assert {path.parent.name for path in share.glob('worlds/*/planner.yaml')} == {'arm', 'two_room', 'push_t'}
+    assert {path.parent.name for path in share.glob('worlds/*/planner.yaml')} == set(WORLDS)
     for script in SCRIPTS:
         result = in_workspace(workspace, f'{workspace}/install/lewm_ros/lib/lewm_ros/{script} --help')
         assert result.returncode == 0 and 'usage:' in result.stdout, (script, result.stdout, result.stderr)

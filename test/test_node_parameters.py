@@ -12,7 +12,7 @@ from lewm_ros.nodes.planner_node import PlannerNode  # noqa: E402
 from lewm_ros.nodes.recorder_node import RecorderNode  # noqa: E402
 from lewm_ros.nodes.sim_node import SimNode  # noqa: E402
 from lewm_ros.paths import share_path  # noqa: E402
-from lewm_ros.sim.registry import WORLDS, world_spec  # noqa: E402
+from lewm_ros.sim.registry import WORLDS, make_world, world_spec  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -54,7 +54,8 @@ def test_a_worlds_files_layer_as_the_launch_file_layers_them(ros, world):
     sim.yaml over config/sim.yaml."""
     spec = world_spec(world)
     planner_files = files(spec.folder / 'planner.yaml', share_path('config/planner.yaml'))
-    planner = PlannerNode(cli_args=['--ros-args', *planner_files])
+    # not configured: the packaged checkpoint is the arm's, and parameters are taken before any checkpoint is read
+    planner = PlannerNode(cli_args=['--ros-args', *planner_files, '-p', 'autostart:=false'])
     try:
         layered = spec.parameters('planner')
         assert list(planner.get_parameter('action_low').value) == layered['action_low']
@@ -99,7 +100,13 @@ def test_the_planner_parameter_files_are_valid_planner_configs(file):
     from lewm_ros.planning import CEMConfig, MPCConfig
     from lewm_ros.planning.planner_config import PlannerConfig
 
-    values = dict(world_spec(file[6:]).parameters('planner') if file.startswith('world:') else shipped(file))
+    spec = world_spec(file[6:]) if file.startswith('world:') else None
+    values = dict(spec.parameters('planner') if spec else shipped(file))
+    action_dim = 2
+    if spec:
+        world = make_world(spec.name)
+        action_dim = world.action_space.shape[0]
+        world.close()
     CEMConfig(**values.pop('cem', {})).validate()
     MPCConfig(**values.pop('mpc', {})).validate()
-    PlannerConfig(**{**values, 'checkpoint': ''}).validate(action_dim=2)
+    PlannerConfig(**{**values, 'checkpoint': ''}).validate(action_dim=action_dim)

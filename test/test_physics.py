@@ -2,11 +2,13 @@
 
 import numpy as np
 
-from lewm_ros.sim import make_world
+from lewm_ros.sim import make_world, world_spec
 from lewm_ros.sim.push_t.simulator import BLOCK_FILL
-from lewm_ros.tools.physics import TELEPORT_MIN_PX, expert_trajectory, render_variant, run
+from lewm_ros.tools.physics import expert_trajectory, render_variant, run
 
 from .tiny import save_tiny
+
+TELEPORT_MIN_PX = world_spec('two_room').perturbation.min_jump
 
 
 def rendered_variants(world, steps: int, seed: int, event: int):

@@ -105,21 +105,26 @@ def test_lock_step_arm_answers_each_command_with_the_next_frame(ros):
         world.close()
 
 
-def test_push_t_runs_in_sim_node_unchanged(ros):
-    """world: push_t over real DDS: the frames are the world's, relative actions clamped to [-1, 1]."""
-    process = start_sim_node('lockstep_push_t', world='push_t', lock_step='true', seed=4)
-    probe = Probe('lockstep_push_t', Float64MultiArray, process)
-    world = make_world('push_t')
+@pytest.mark.parametrize('name, sent, applied', [
+    ('push_t', [3.0, -0.25], [1.0, -0.25]),  # relative targets, clamped to [-1, 1]
+    ('cube', [0.5, -2.0, 0.0, 0.3, 1.0], [0.5, -1.0, 0.0, 0.3, 1.0]),  # end-effector deltas and the gripper
+])
+def test_a_world_runs_in_sim_node_unchanged(ros, name, sent, applied):
+    """Another world over real DDS: the frames are the world's, its commands clamped to its action space."""
+    process = start_sim_node(f'lockstep_{name}', world=name, lock_step='true', seed=4)
+    probe = Probe(f'lockstep_{name}', Float64MultiArray, process)
+    world = make_world(name)
     try:
         world.reset(seed=4)
         probe.wait_for_image(world.render(), 'the start frame (seed 4)')
         probe.wait_for(lambda: probe.commands.get_subscription_count(), 'sim_node to subscribe to command')
-        probe.send(Float64MultiArray(data=[3.0, -0.25]))
-        world.step([1.0, -0.25])
-        probe.wait_for_image(world.render(), 'the frame after a clamped relative action')
+        probe.send(Float64MultiArray(data=sent))
+        world.step(applied)
+        probe.wait_for_image(world.render(), 'the frame after a clamped action')
     finally:
         probe.close()
         stop(process)
+        world.close()
 
 
 def test_joint_trajectory_commands_and_reset_service(ros):

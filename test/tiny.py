@@ -34,7 +34,8 @@ def save_tiny(path: Path, image_size: int = 16, seed: int = 0, acting: bool = Tr
     """A randomly initialised tiny model as a checkpoint (actions z-scored with mean 0, std 1); ``acting``: its
     actions change its predictions, as a trained model's do."""
     torch.manual_seed(seed)
-    model = WorldModel(tiny_config(image_size, **overrides))
+    cfg = tiny_config(image_size, **overrides)
+    model = WorldModel(cfg)
     if acting:
         randomise_modulation(model, std=0.5)
-    return save_checkpoint(path, model.eval(), [0.0, 0.0], [1.0, 1.0])
+    return save_checkpoint(path, model.eval(), [0.0] * cfg.action_dim, [1.0] * cfg.action_dim)

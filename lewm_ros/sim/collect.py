@@ -3,7 +3,9 @@
 The bags hold the topics and types ``sim_node`` publishes, so collected and live-recorded data go
 through the same ingest:
 
-  /image        sensor_msgs/Image rgb8, one per control step (T + 1 frames: start and after each action)
+  /image        sensor_msgs/Image rgb8, one per control step (T + 1 frames: start and after each action), or one
+                every ``--frame-every`` steps (where rendering is the cost: the model keeps frames at its
+                frameskip stride anyway; ingest then needs the world's control period)
   /command      the configured command type (default std_msgs/Float64MultiArray), the action taken
                 after the frame with the same stamp (T commands)
   /state        std_msgs/Float64MultiArray, the true low-dimensional state of that frame
@@ -23,7 +25,7 @@ import argparse
 import multiprocessing
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,7 @@ class CollectSettings:
     seed: int = 0
     storage: str = 'mcap'
     command_type: str = 'float64_multi_array'
+    frame_every: int = 1  # render and record a frame every this many steps
 
     def __post_init__(self):
         tasks = world_class(self.world).tasks
@@ -59,8 +62,8 @@ class CollectSettings:
             raise ValueError(f'world {self.world} has tasks {tasks}, not {self.task!r}')
         if self.policy not in POLICIES:
             raise ValueError(f'policy must be one of {POLICIES}, got {self.policy!r}')
-        if self.steps < 1 or self.image_size < 1:
-            raise ValueError('steps and image_size must be positive')
+        if self.steps < 1 or self.image_size < 1 or self.frame_every < 1:
+            raise ValueError('steps, image_size and frame_every must be positive')
         if self.storage not in STORAGES:
             raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {self.storage!r}')
         if self.command_type not in COMMAND_TYPES:
@@ -91,7 +94,8 @@ def record_episode(world: World, settings: CollectSettings, index: int, path: Pa
         writer.write('/goal_image', _image(writer, world.goal_image(settings.image_size), START_NS), START_NS)
         for step in range(settings.steps + 1):
             stamp = START_NS + step * period_ns
-            writer.write('/image', _image(writer, world.render(settings.image_size), stamp), stamp)
+            if step % settings.frame_every == 0:
+                writer.write('/image', _image(writer, world.render(settings.image_size), stamp), stamp)
             writer.write('/state', float_array(writer.message, world.get_state()), stamp)
             writer.write('/success', writer.message('std_msgs/msg/Bool', data=world.success()), stamp)
             joints = world.joint_state()
@@ -110,7 +114,8 @@ def _check_settings(out: Path, settings: CollectSettings) -> None:
     """Write collection.yaml, or refuse to mix episodes collected with other settings."""
     path = out / SETTINGS_FILE
     if path.exists():
-        existing = yaml.safe_load(path.read_text())
+        defaults = {item.name: item.default for item in fields(CollectSettings) if item.default is not MISSING}
+        existing = {**defaults, **yaml.safe_load(path.read_text())}  # settings added since have their defaults
         if existing != asdict(settings):
             raise SystemExit(f'{out} holds episodes collected with other settings ({existing}); '
                              f'use another --out or the same settings')
@@ -189,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--storage', default='mcap', choices=sorted(STORAGES))
     parser.add_argument('--command-type', default='float64_multi_array', choices=sorted(COMMAND_TYPES))
     parser.add_argument('--workers', type=int, default=1, help='processes (one world each)')
+    parser.add_argument('--frame-every', type=int, default=1, help='record a frame every N steps (states and '
+                        'commands every step); ingest such bags with the world\'s control period')
     return parser
 
 
@@ -198,7 +205,7 @@ def main(args=None) -> int:
         settings = CollectSettings(
             world=options.world, task=options.task or world_class(options.world).tasks[0],
             policy=options.policy, steps=options.steps, image_size=options.image_size, seed=options.seed,
-            storage=options.storage, command_type=options.command_type)
+            storage=options.storage, command_type=options.command_type, frame_every=options.frame_every)
     except ValueError as err:
         print(f'lewm-collect: {err}', file=sys.stderr)
         return 2

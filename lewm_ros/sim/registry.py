@@ -24,7 +24,8 @@ import yaml
 from lewm_ros.sim.policies import RandomPolicy
 from lewm_ros.sim.world import World
 
-WORLDS = {'arm': 'lewm_ros.sim.arm', 'two_room': 'lewm_ros.sim.two_room', 'push_t': 'lewm_ros.sim.push_t'}
+WORLDS = {'arm': 'lewm_ros.sim.arm', 'two_room': 'lewm_ros.sim.two_room', 'push_t': 'lewm_ros.sim.push_t',
+          'cube': 'lewm_ros.sim.cube'}
 POLICIES = ('expert', 'random')
 PLANNERS = ('node', 'tuned', 'paper')
 # The paper's planner (the public LeWM code): CEM 300 x 30 x 30 over 5 blocks from white noise around the mean
@@ -50,6 +51,7 @@ class Perturbation:
     colour_attribute: str  # the simulator's attribute holding the object's colour
     new_colour: tuple[int, int, int]
     teleported: slice  # the state entries a teleport redraws, position first
+    min_jump: float = 60.0  # how far a teleport moves the object at least, in the state's units (px, m)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class WorldSpec:
     probe: Probe
     random_policy: type = RandomPolicy  # the world's own random collection policy
     subsets: dict[str, Subset] = field(default_factory=dict)
+    # the protocol's standard pairs include pairs already solved at the start (then a subset should drop them)
+    pairs_start_solved: bool = False
     perturbation: Perturbation | None = None
     # lewm-eval --planner tuned: these cem.* / mpc.* values over planner.yaml's, and why they differ
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)

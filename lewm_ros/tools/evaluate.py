@@ -235,7 +235,8 @@ def run(argv=None) -> dict:
                     for p in results['subsets']['standard']['pairs']]
             results['subsets'][subset] = restricted(results['subsets']['standard'], keep)
             continue
-        pairs = (sample_pairs(world, episodes, args.episodes, args.goal_offset, rng, accept) if episodes
+        pairs = (sample_pairs(world, episodes, args.episodes, args.goal_offset, rng, accept, spec.pairs_start_solved)
+                 if episodes
                  else world_pairs(world, args.episodes, args.seed, accept))
         entry = {'pairs': [{k: v for k, v in asdict(p).items() if k != 'actions'} for p in pairs]}
         frames = [] if args.gif else None

@@ -48,8 +48,9 @@ def load_episode(bag: Path, state_topic: str = 'state', command_topic: str = 'co
 
 
 def sample_pairs(world: World, episodes: list[Episode], count: int, offset: int, rng: np.random.Generator,
-                 accept=None) -> list[Pair]:
-    """``count`` (start, goal offset steps later) pairs, not already solved at the start."""
+                 accept=None, keep_solved: bool = False) -> list[Pair]:
+    """``count`` (start, goal offset steps later) pairs; pairs already solved at the start only with
+    ``keep_solved`` (a protocol that counts them, WorldSpec.pairs_start_solved)."""
     usable = [episode for episode in episodes if len(episode.states) > offset]
     if not usable:
         raise ValueError(f'no held-out episode is longer than the goal offset ({offset} steps)')
@@ -60,7 +61,7 @@ def sample_pairs(world: World, episodes: list[Episode], count: int, offset: int,
         episode = usable[rng.integers(len(usable))]
         step = int(rng.integers(len(episode.states) - offset))
         start, goal = episode.states[step], episode.states[step + offset]
-        if world.solved(start, goal) or (accept and not accept(world, start, goal)):
+        if (not keep_solved and world.solved(start, goal)) or (accept and not accept(world, start, goal)):
             continue
         actions = None if episode.actions is None else episode.actions[step:].tolist()
         pairs.append(Pair(episode.bag, step, start.tolist(), goal.tolist(), actions))

@@ -32,7 +32,6 @@ from lewm_ros.sim.world import World
 from lewm_ros.tools.probe import linear_probe
 
 VARIANTS = ('unperturbed', 'colour change', 'teleport')
-TELEPORT_MIN_PX = 60.0
 
 
 def expert_trajectory(world: World, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +58,7 @@ def render_variant(world: World, states: np.ndarray, actions: np.ndarray, varian
         if variant == 'teleport' and t == event:
             jump = world.get_state()
             position = jump[moved][:2].copy()
-            while np.linalg.norm(jump[moved][:2] - position) < TELEPORT_MIN_PX:
+            while np.linalg.norm(jump[moved][:2] - position) < perturbation.min_jump:
                 jump[moved] = world.sample_state(rng)[moved]
             world.set_state(jump)
         if variant == 'colour change' and t == event:

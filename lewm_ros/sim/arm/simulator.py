@@ -35,6 +35,7 @@ import numpy as np
 os.environ.setdefault('MUJOCO_GL', 'egl')
 import mujoco  # after the MUJOCO_GL default
 
+from lewm_ros.sim.mujoco_camera import MujocoCamera, MujocoFrames
 from lewm_ros.sim.world import ActionSpace, JointReading, World, wrap_angle
 
 ASSET = Path(__file__).with_name('planar_arm.xml')
@@ -47,7 +48,7 @@ CUBE_RADII = (0.18, 0.32)  # cube positions are sampled in this ring around the 
 PUSH_DISTANCES = (0.08, 0.18)  # how far a push goal lies from the cube's start
 
 
-class PlanarArm(World):
+class PlanarArm(MujocoFrames, World):
     name = 'arm'
     tasks = ('reach', 'push')
     success_thresholds: ClassVar[dict[str, float]] = {'reach': 0.05, 'push': 0.04}
@@ -65,8 +66,7 @@ class PlanarArm(World):
             spec.delete(spec.body('cube'))
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
-        self._scratch = mujoco.MjData(self.model)  # renders other states (goals) undisturbed
-        self._renderers: dict[int, mujoco.Renderer] = {}
+        self.camera = MujocoCamera(self.model, CAMERA)
         self.success_threshold = self.success_thresholds[task]
         self.control_period = SUBSTEPS * self.model.opt.timestep
         ctrl_range = self.model.actuator_ctrlrange
@@ -194,31 +194,3 @@ class PlanarArm(World):
         # mj_step leaves positions-derived quantities one substep behind qpos: refresh them so the
         # rendered frame is exactly the reported state (and set_state reproduces it).
         mujoco.mj_forward(self.model, self.data)
-
-    def render_state(self, state, size: int | None = None) -> np.ndarray:
-        self._scratch.qpos[:] = np.asarray(state, dtype=np.float64)[:self.model.nq]
-        mujoco.mj_kinematics(self.model, self._scratch)
-        mujoco.mj_camlight(self.model, self._scratch)
-        return self._render(self._scratch, size)
-
-    def render(self, size: int | None = None) -> np.ndarray:
-        return self._render(self.data, size)
-
-    def _render(self, data: mujoco.MjData, size: int | None) -> np.ndarray:
-        renderer = self._renderer(size or self.image_size)
-        renderer.update_scene(data, camera=CAMERA)
-        return renderer.render().copy()
-
-    def _renderer(self, size: int) -> mujoco.Renderer:
-        if size not in self._renderers:
-            renderer = mujoco.Renderer(self.model, size, size)
-            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                         mujoco.mjtRndFlag.mjRND_SKYBOX):
-                renderer.scene.flags[flag] = False
-            self._renderers[size] = renderer
-        return self._renderers[size]
-
-    def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
