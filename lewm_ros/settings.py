@@ -3,17 +3,21 @@ ROS parameters (their descriptions, ranges and which ones may change live) witho
 
     @dataclass
     class CEMConfig:
-        samples: int = setting(300, 'candidate action sequences per iteration', low=2, live=True)
+        samples: int = setting(64, 'candidate action sequences per iteration', low=2, live=True)
 
 ``check_settings(config)`` checks every field's range and choices; a config's own ``validate`` adds the checks
-that involve several fields.
+that involve several fields. ``layered_parameters`` reads ROS parameter files into config fields, as a node would.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 def setting(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
@@ -68,3 +72,19 @@ def check_settings(config, prefix: str = '') -> None:
                     (low is not None and number < low) or (high is not None and number > high):
                 raise ValueError(f'{name} must be within [{_bound(low, "-inf")}, {_bound(high, "inf")}], '
                                  f'got {plain(value)!r}')
+
+
+def node_parameters(path: str | Path) -> dict:
+    """The ``ros__parameters`` of a one-node ROS parameter file, sections (``cem:``) as nested dicts."""
+    with open(path) as f:
+        (entry,) = yaml.safe_load(f).values()
+    return entry['ros__parameters']
+
+
+def layered_parameters(paths: Iterable[str | Path]) -> dict:
+    """Parameter files layered as a node given them in this order takes them: parameter by parameter, later wins."""
+    layered: dict = {}
+    for path in paths:
+        for name, value in node_parameters(path).items():
+            layered[name] = {**layered.get(name, {}), **value} if isinstance(value, dict) else value
+    return layered

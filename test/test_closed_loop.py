@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
-import yaml
 
 pytest.importorskip('rclpy')
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.paths import DEFAULT_CHECKPOINT
 from lewm_ros.planning import MPC, CEMConfig, MPCConfig
 from lewm_ros.planning.planner_config import PlannerConfig
+from lewm_ros.settings import layered_parameters
 from lewm_ros.tools.demo import parameter_files, run_demo, sim_config
 
 from .tiny import save_tiny
@@ -37,12 +37,7 @@ def test_demo_plumbing_with_an_untrained_model_in_real_time(tmp_path):
 def offline_episode(seed: int, steps: int) -> list[float]:
     """The demo's episode without ROS and without time: the same configs, checkpoint, world and MPC, one plan
     whenever the MPC asks, one world step per action."""
-    values = {}
-    for path in parameter_files('planner'):  # later files win, parameter by parameter, as in ROS
-        with open(path) as f:
-            (entry,) = yaml.safe_load(f).values()
-        for key, value in entry['ros__parameters'].items():
-            values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    values = layered_parameters(parameter_files('planner'))
     cem, mpc_config = CEMConfig(**values.pop('cem', {})), MPCConfig(**values.pop('mpc', {}))
     config = PlannerConfig(**values)
     threads = torch.get_num_threads()

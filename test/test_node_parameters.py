@@ -2,7 +2,6 @@
 its range, live changes are applied after they are accepted, and the sim rebuilds its world from its whole config."""
 
 import pytest
-import yaml
 
 rclpy = pytest.importorskip('rclpy')
 from rclpy.parameter import Parameter  # noqa: E402
@@ -12,15 +11,14 @@ from lewm_ros.nodes.planner_node import PlannerNode  # noqa: E402
 from lewm_ros.nodes.recorder_node import RecorderNode  # noqa: E402
 from lewm_ros.nodes.sim_node import SimNode  # noqa: E402
 from lewm_ros.paths import share_path  # noqa: E402
+from lewm_ros.settings import node_parameters  # noqa: E402
 from lewm_ros.sim.registry import WORLDS, make_world, world_spec  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
 
 def shipped(name: str) -> dict:
-    with open(share_path(f'config/{name}.yaml')) as f:
-        (parameters,) = yaml.safe_load(f).values()
-    return parameters['ros__parameters']
+    return node_parameters(share_path(f'config/{name}.yaml'))
 
 
 @pytest.mark.parametrize('node_class, file, name, cleanup', [

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from lewm_ros.settings import node_parameters
 from lewm_ros.sim.policies import RandomPolicy
 from lewm_ros.sim.world import World
 
@@ -86,9 +86,7 @@ class WorldSpec:
 
     def parameters(self, node: str) -> dict:
         """``node``'s ROS parameters in this world's file (``planner`` or ``sim``), sections nested."""
-        with open(self.folder / f'{node}.yaml') as f:
-            (entry,) = yaml.safe_load(f).values()
-        return entry['ros__parameters']
+        return node_parameters(self.folder / f'{node}.yaml')
 
     def planner(self, which: str) -> dict[str, dict[str, Any]]:
         """The search and the loop around it as {'cem': {...}, 'mpc': {...}} field values over the defaults:

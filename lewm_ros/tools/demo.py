@@ -37,7 +37,6 @@ import imageio.v3 as iio
 import matplotlib
 import numpy as np
 import rclpy
-import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -49,6 +48,7 @@ from std_srvs.srv import Trigger
 
 from lewm_ros.data.images import image_to_rgb
 from lewm_ros.paths import DEFAULT_CHECKPOINT, share_path
+from lewm_ros.settings import layered_parameters
 from lewm_ros.sim.config import SimConfig
 from lewm_ros.sim.registry import world_spec
 
@@ -199,12 +199,7 @@ def parameter_files(node: str) -> list[Path]:
 
 def sim_config() -> SimConfig:
     """The simulated arm's settings, from the files the launch file gives sim_node."""
-    parameters = {}
-    for path in parameter_files('sim'):
-        with open(path) as f:
-            (entry,) = yaml.safe_load(f).values()
-        parameters.update(entry['ros__parameters'])
-    return SimConfig(**parameters)
+    return SimConfig(**layered_parameters(parameter_files('sim')))
 
 
 def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict, lock_step: bool) -> dict:

@@ -133,14 +133,16 @@ def run(argv=None) -> dict:
     """``main`` returning the results (for tests and scripts)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', required=True, type=Path)
-    parser.add_argument('--world', default='two_room',
-                        choices=sorted(name for name in WORLDS if world_spec(name).perturbation))
+    parser.add_argument('--world', default='two_room', choices=sorted(WORLDS),
+                        help="a world with a violation-of-expectation perturbation (its SPEC's)")
     parser.add_argument('--trajectories', type=int, default=50)
     parser.add_argument('--steps', type=int, default=60, help='control steps per trajectory')
     parser.add_argument('--event-block', type=int, default=6, help='the event shows at kept frame N (step N*frameskip)')
     parser.add_argument('--seed', type=int, default=777_000, help='seeds no training episode used')
     parser.add_argument('--out', type=Path, default=Path('out/two_room/physics'))
     args = parser.parse_args(argv)
+    if world_spec(args.world).perturbation is None:  # asked here: the parser imports no world
+        parser.error(f'world {args.world} defines no violation-of-expectation perturbation')
 
     ckpt = load_checkpoint(args.checkpoint)
     world = make_world(args.world, image_size=ckpt.config.image_size)

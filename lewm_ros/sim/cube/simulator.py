@@ -38,10 +38,6 @@ CAMERA = 'front_pixels'
 CONTROL_PERIOD = 0.05
 SUBSTEPS = 25  # physics steps of 0.002 s
 CUBE_HALF_SIZE = 0.02
-ARM_BOUNDS = ((0.25, -0.35, 0.20), (0.6, 0.35, 0.35))  # where a start pose puts the pinch site (ogbench's)
-CUBE_BOUNDS = ((0.3, -0.3), (0.55, 0.3))  # where cubes and their targets are placed (ogbench's)
-ARM_JOINTS = ('shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint', 'wrist_2_joint',
-              'wrist_3_joint')
 GRIPPER_JOINT = 'right_driver_joint'  # the driver joint: 0 open .. 0.8 rad closed
 CUBE_QPOS = slice(14, 21)  # the cube's free joint in qpos: xyz, then wxyz
 MAX_RENDER_SIZE = 512
@@ -66,12 +62,13 @@ class Cube(MujocoFrames, World):
                            visualize_info=False, width=image_size, height=image_size)
         self.env.reset(seed=0)  # builds and compiles the scene
         self.model, self.data = self.env.model, self.env.data
-        self.model.vis.quality.offsamples = 0  # no multisampling: the same look at every size, 14x faster
+        self.model.vis.quality.offsamples = 0  # no multisampling (with no shadows: the same look at every size)
         self.model.vis.global_.offwidth = self.model.vis.global_.offheight = MAX_RENDER_SIZE
         self.camera = MujocoCamera(self.model, CAMERA)
         self._cube_geoms = np.array(self.env._cube_geom_ids_list[0])
         self._arm_qpos = self.model.jnt_qposadr[self.env._arm_joint_ids]
         self._arm_dofs = self.model.jnt_dofadr[self.env._arm_joint_ids]
+        self._joint_names = (*(self.model.joint(j).name.split('/')[-1] for j in self.env._arm_joint_ids), GRIPPER_JOINT)
         self._gripper = self.model.joint(f'ur5e/robotiq/{GRIPPER_JOINT}')
         self._target_mocap = self.env._cube_target_mocap_ids[0]
 
@@ -108,16 +105,17 @@ class Cube(MujocoFrames, World):
                 return goal
 
     def _arm_pose(self, rng: np.random.Generator) -> np.ndarray:
-        """Joint angles putting the pinch site at a random point of ARM_BOUNDS, pointing down at a random yaw."""
+        """Joint angles putting the pinch site at a random point of ogbench's start box, pointing down at a random
+        yaw."""
         env = self.env
         rotation = lie.SO3.from_z_radians(rng.uniform(-np.pi, np.pi)) @ env._effector_down_rotation
-        pinch = lie.SE3.from_rotation_and_translation(rotation, rng.uniform(*ARM_BOUNDS))
+        pinch = lie.SE3.from_rotation_and_translation(rotation, rng.uniform(*env._arm_sampling_bounds))
         attach = pinch @ env._T_pa
         return env._ik.solve(pos=attach.translation(), quat=attach.rotation().wxyz, curr_qpos=env._home_qpos)
 
-    @staticmethod
-    def _cube_pose(rng: np.random.Generator) -> np.ndarray:
-        xy, yaw = rng.uniform(*CUBE_BOUNDS), rng.uniform(0, 2 * np.pi)
+    def _cube_pose(self, rng: np.random.Generator) -> np.ndarray:
+        """Resting on the table in ogbench's object box, at a random yaw."""
+        xy, yaw = rng.uniform(*self.env._object_sampling_bounds), rng.uniform(0, 2 * np.pi)
         return np.concatenate([xy, [CUBE_HALF_SIZE], lie.SO3.from_z_radians(yaw).wxyz])
 
     def _advance(self, action: np.ndarray) -> None:
@@ -133,7 +131,7 @@ class Cube(MujocoFrames, World):
     def joint_state(self) -> JointReading:
         positions = np.append(self.data.qpos[self._arm_qpos], self.data.qpos[self._gripper.qposadr[0]])
         velocities = np.append(self.data.qvel[self._arm_dofs], self.data.qvel[self._gripper.dofadr[0]])
-        return JointReading((*ARM_JOINTS, GRIPPER_JOINT), positions, velocities)
+        return JointReading(self._joint_names, positions, velocities)
 
     # --- the oracle's target (a mocap body, never drawn) --------------------------------------------
     def set_target(self, goal) -> None:
