@@ -5,6 +5,7 @@
     ros2 launch lewm_ros planner.launch.py use_sim:=true lock_step:=true   # one sim step per command
     ros2 launch lewm_ros planner.launch.py config:=my_arm.yaml checkpoint:=my_arm.safetensors device:=cuda
     ros2 launch lewm_ros planner.launch.py use_sim:=true world:=push_t checkpoint:=$PWD/runs/push_t.safetensors
+    ros2 launch lewm_ros planner.launch.py use_sim:=true world:=cube checkpoint:=$PWD/runs/cube.safetensors  # UR5e
 
 ``world:=NAME`` (default ``arm``) picks a world of lewm_ros/sim: its ``planner.yaml`` goes under ``config`` (the
 world's action limits and search; a value in ``config`` wins, so a real arm's limits are never replaced) and its
@@ -28,7 +29,7 @@ from launch_ros.actions import Node
 # launch argument -> (parameter type, description); '' = keep the parameter files' value
 PLANNER_OVERRIDES = {'checkpoint': (str, "lewm_ros checkpoint ('' = the parameter files')"),
                      'device': (str, "auto | cpu | cuda ('' = the parameter file's)")}
-SIM_OVERRIDES = {'task': (str, "the world's task ('' = its sim.yaml's): arm reach | push"),
+SIM_OVERRIDES = {'task': (str, "the world's task ('' = its sim.yaml's): arm reach | push | ..."),
                  'goal_span': (float, 'arm reach: goals within this many radians per joint (0 = anywhere)')}
 BOOLEAN = {'true': True, 'false': False}
 SHARE = get_package_share_directory('lewm_ros')

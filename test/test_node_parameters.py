@@ -1,6 +1,7 @@
 """The nodes' one parameter layer: the shipped YAMLs apply under any namespace, every parameter is described with
 its range, live changes are applied after they are accepted, and the sim rebuilds its world from its whole config."""
 
+import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
@@ -57,7 +58,10 @@ def test_a_worlds_files_layer_as_the_launch_file_layers_them(ros, world):
     try:
         layered = spec.parameters('planner')
         assert list(planner.get_parameter('action_low').value) == layered['action_low']
-        assert planner.get_parameter('control_rate').value == shipped('planner')['control_rate']
+        assert planner.get_parameter('threads').value == shipped('planner')['threads']  # the config's wins
+        # how the robot is commanded is the world's (config/planner.yaml leaves it to the world)
+        assert planner.get_parameter('control_rate').value == layered.get('control_rate', 10.0)
+        assert planner.get_parameter('command_type').value == layered.get('command_type', 'float64_multi_array')
         node_search = spec.planner('node')
         assert node_search['cem'] == layered.get('cem', {})
         for name, value in node_search['cem'].items():
@@ -108,3 +112,40 @@ def test_the_planner_parameter_files_are_valid_planner_configs(file):
     CEMConfig(**values.pop('cem', {})).validate()
     MPCConfig(**values.pop('mpc', {})).validate()
     PlannerConfig(**{**values, 'checkpoint': ''}).validate(action_dim=action_dim)
+
+
+def test_the_cube_world_and_the_ur5e_file_command_twists_in_the_simulated_arms_units_and_frame():
+    """The planner's twist (the cube world's planner.yaml, and a real UR5e's config/planner_cube.yaml over it) is
+    what the simulated UR5e takes: the same components, m/s and rad/s per model unit, and frame."""
+    from lewm_ros.planning.planner_config import PlannerConfig
+    from lewm_ros.settings import layered_parameters
+    from lewm_ros.sim.cube.simulator import Cube
+
+    world_file = world_spec('cube').folder / 'planner.yaml'
+    for files in ([world_file], [world_file, share_path('config/planner_cube.yaml')]):
+        values = layered_parameters(files)
+        values.pop('cem', None), values.pop('mpc', None)
+        config = PlannerConfig(**{**values, 'checkpoint': ''})
+        config.validate(action_dim=5)
+        twist = Cube.twist
+        assert (config.command_type, tuple(config.twist_fields), config.command_frame) == \
+            ('twist_stamped', twist.fields, twist.frame)
+        assert config.action_scale == [*twist.per_unit, 1.0]  # the gripper in model units
+        low, high = config.action_low, config.action_high
+        assert all(-scale <= lo < 0 < hi <= scale for lo, hi, scale in zip(low, high, config.action_scale, strict=True))
+        arm, gripper = config.split(np.arange(5.0))
+        assert list(arm) == [0, 1, 2, 3] and list(gripper) == [4]
+
+
+@pytest.mark.parametrize('change, reason', [({'gripper_topic': ''}, 'gripper_topic'),
+                                            ({'twist_fields': []}, 'gripper_topic'),
+                                            ({'action_scale': [1.0, 2.0]}, 'action_scale'),
+                                            ({'command_type': 'float64_multi_array'}, 'twist commands')])
+def test_twist_settings_that_do_not_fit_the_action_say_why(change, reason):
+    from lewm_ros.planning.planner_config import PlannerConfig
+    from lewm_ros.settings import layered_parameters
+
+    values = layered_parameters([world_spec('cube').folder / 'planner.yaml'])
+    values.pop('mpc')
+    with pytest.raises(ValueError, match=reason):
+        PlannerConfig(**{**values, 'checkpoint': '', **change}).validate(action_dim=5)

@@ -279,6 +279,20 @@ def test_command_messages_read_back_as_the_commanded_action(command_type):
     assert list(positions.points[0].positions) == [0.5, -1.25] and not positions.points[0].velocities
 
 
+def test_a_twist_names_the_component_of_each_action_dimension():
+    fields = ('linear.x', 'linear.y', 'linear.z', 'angular.z')
+    msg = command_msg('twist_stamped', [0.1, -0.2, 0.3, 1.5], 0, frame_id='base', twist_fields=fields)
+    assert msg.header.frame_id == 'base' and msg.twist.angular.z == 1.5 and msg.twist.angular.x == 0.0
+    spec = command_spec('twist_stamped', ('dx', 'dy', 'dz', 'dyaw', 'gripper'), twist_fields=fields)
+    assert spec.dim == 4  # the gripper is not the twist's
+    np.testing.assert_array_equal(action_from_message(msg, spec), [0.1, -0.2, 0.3, 1.5])
+    for command_type, fields, reason in [('float64_multi_array', ('linear.x',), 'twist commands'),
+                                         ('twist', ('linear.x', 'linear.x'), 'distinct'),
+                                         ('twist', ('linear.w',), 'distinct')]:
+        with pytest.raises(ValueError, match=reason):
+            command_msg(command_type, [0.1], 0, twist_fields=fields)
+
+
 def test_a_goal_from_a_plain_or_a_latched_publisher_starts_one_episode(ros, checkpoint):
     harness = Harness('goal_qos', checkpoint)
     plain = harness.probe.create_publisher(Image, 'goal_image', 10)  # what `ros2 topic pub` offers: volatile
@@ -306,11 +320,13 @@ def test_parameters_describe_their_meaning_and_range_and_rejections_read_plainly
     node = PlannerNode(parameter_overrides=[Parameter('checkpoint', value=str(checkpoint)),
                                             Parameter('device', value='cpu')])
     try:
-        samples, mode, scale = node.describe_parameters(['cem.samples', 'mpc.mode', 'action_scale'])
+        samples, mode, scale, watchdog = node.describe_parameters(['cem.samples', 'mpc.mode', 'action_scale',
+                                                                   'watchdog_timeout'])
         assert 'candidate' in samples.description and '[live]' in samples.description
         assert (samples.integer_range[0].from_value, samples.integer_range[0].to_value) == (2, 100_000)
         assert 'one of: paper, receding, shrinking' in mode.description
-        assert scale.floating_point_range[0].from_value > 0
+        assert 'one per dimension' in scale.description and '(range 1e-09 .. ' in scale.description
+        assert watchdog.floating_point_range[0].from_value > 0
         (device,) = node.describe_parameters(['device'])
         assert 'applied at start-up' in device.description
         result = node.set_parameters([Parameter('action_low', value=[5.0, 5.0])])[0]
@@ -372,3 +388,154 @@ def test_a_node_that_cannot_start_says_why_in_one_fatal_line_and_exits_1(paramet
     assert result.returncode == 1 and 'Traceback' not in output, output
     fatal = [line for line in output.splitlines() if 'FATAL' in line]
     assert len(fatal) == 1 and reason in fatal[0], output
+
+
+def test_a_twist_driven_ur5e_gets_a_zero_twist_on_every_hold_deactivate_and_shutdown(tmp_path):
+    """A UR twist_controller holds the last twist forever: the planner process (the cube world's planner.yaml)
+    must end every stretch of motion with a zero twist, whatever ends it: a stalled camera, deactivate, Ctrl-C."""
+    from geometry_msgs.msg import TwistStamped
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    from lewm_ros.sim.registry import world_spec
+
+    from .tiny import save_tiny
+
+    checkpoint = save_tiny(tmp_path / 'five.safetensors', action_dim=5)  # the cube's five actions
+    process = subprocess.Popen([sys.executable, '-m', 'lewm_ros.nodes.planner_node', '--ros-args', '-r', '__ns:=/ur5e',
+                                '--params-file', str(world_spec('cube').folder / 'planner.yaml'),
+                                '-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu', '-p', 'threads:=1',
+                                '-p', 'image_qos:=reliable', '-p', f'watchdog_timeout:={WATCHDOG}',
+                                '-p', 'cem.samples:=16', '-p', 'cem.elites:=4', '-p', 'cem.iterations:=2'],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    probe = rclpy.create_node('probe', namespace='ur5e')
+    twists, grippers = [], []
+    probe.create_subscription(TwistStamped, 'command', twists.append, 100)
+    probe.create_subscription(Float64MultiArray, 'gripper_command', grippers.append, 100)
+    camera = probe.create_publisher(Image, 'image', 10)
+    goal = probe.create_publisher(Image, 'goal_image', QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                                                  reliability=ReliabilityPolicy.RELIABLE))
+    lifecycle = probe.create_client(ChangeState, 'planner_node/change_state')
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(probe)
+
+    def spin_until(condition, what, frames=False, running=True, timeout=30.0):
+        deadline, k = time.monotonic() + timeout, 0
+        while not condition():
+            assert process.poll() is None or not running, f'the planner exited: {process.stdout.read()}'
+            assert time.monotonic() < deadline, f'timed out waiting for {what}'
+            if frames:
+                camera.publish(image(frame(k)))
+                k += 1
+            executor.spin_once(timeout_sec=1 / 30)
+
+    def values(msg) -> list[float]:
+        twist = msg.twist
+        return [twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y, twist.angular.z]
+
+    def moving() -> bool:
+        return bool(twists) and any(values(twists[-1]))
+
+    def held() -> bool:  # the last twist and gripper command are zero
+        return bool(twists) and not any(values(twists[-1])) and bool(grippers) and list(grippers[-1].data) == [0.0]
+
+    try:
+        spin_until(lambda: camera.get_subscription_count() and goal.get_subscription_count(), 'the planner')
+        goal.publish(image(frame(999)))
+        spin_until(moving, 'a moving twist', frames=True)
+        spin_until(held, 'the zero twist of a stalled camera')  # no more frames: the watchdog holds
+        assert all(msg.header.frame_id == 'base' and msg.twist.angular.x == msg.twist.angular.y == 0.0 and
+                   max(map(abs, values(msg)[:3])) <= 1.0 and abs(msg.twist.angular.z) <= 6.0 for msg in twists)
+        assert all(len(msg.data) == 1 and abs(msg.data[0]) <= 1.0 for msg in grippers)
+
+        spin_until(moving, 'motion again', frames=True)
+        future = lifecycle.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+        spin_until(lambda: future.done() and held(), 'the zero twist of deactivate', frames=True)
+        future = lifecycle.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE)))
+        spin_until(lambda: future.done() and moving(), 'motion once active again', frames=True)
+
+        process.send_signal(signal.SIGINT)  # Ctrl-C while moving
+        spin_until(lambda: process.poll() is not None, 'the process to exit', frames=True, running=False)
+        spin_until(held, 'the zero twist of shutdown', running=False, timeout=5.0)
+        assert process.returncode == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        executor.shutdown()
+        probe.destroy_node()
+        rclpy.try_shutdown()
+
+
+def test_the_planner_drives_the_simulated_ur5e_by_twist_and_leaves_it_a_zero_twist(tmp_path):
+    """sim_node (the cube world, TwistStamped in lock step) and planner_node (the cube world's planner.yaml), each
+    its own process, over DDS: the planner's twists step the arm, and the last step, after deactivate, is a zero
+    twist (replayed from the state before it, bit for bit)."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    from lewm_ros.sim import make_world
+    from lewm_ros.sim.registry import world_spec
+
+    from .tiny import save_tiny
+
+    checkpoint = save_tiny(tmp_path / 'five.safetensors', image_size=64, action_dim=5)
+    folder, namespace = world_spec('cube').folder, '/ur5e_sim'
+    common = [sys.executable, '-m']
+    sim = subprocess.Popen([*common, 'lewm_ros.nodes.sim_node', '--ros-args', '-r', f'__ns:={namespace}',
+                            '--params-file', str(folder / 'sim.yaml'), '-p', 'lock_step:=true', '-p', 'seed:=5'])
+    planner = subprocess.Popen([*common, 'lewm_ros.nodes.planner_node', '--ros-args', '-r', f'__ns:={namespace}',
+                                '--params-file', str(folder / 'planner.yaml'), '-p', f'checkpoint:={checkpoint}',
+                                '-p', 'device:=cpu', '-p', 'threads:=1', '-p', 'lock_step:=true',
+                                '-p', 'watchdog_timeout:=30.0', '-p', 'cem.samples:=16', '-p', 'cem.elites:=4',
+                                '-p', 'cem.iterations:=1'])
+    rclpy.init()
+    probe = rclpy.create_node('probe', namespace=namespace)
+    states, grippers = [], []
+    probe.create_subscription(Float64MultiArray, 'state', lambda m: states.append(np.array(m.data)), 100)
+    probe.create_subscription(Float64MultiArray, 'gripper_command', lambda m: grippers.append(m.data[0]), 100)
+    lifecycle = probe.create_client(ChangeState, 'planner_node/change_state')
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(probe)
+    world = make_world('cube')
+
+    def spin_until(condition, what, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert sim.poll() is None and planner.poll() is None, 'a node exited'
+            assert time.monotonic() < deadline, f'timed out waiting for {what}'
+            executor.spin_once(timeout_sec=0.05)
+
+    def distinct() -> list[np.ndarray]:
+        kept = []
+        for state in states:
+            if not kept or not np.array_equal(state, kept[-1]):
+                kept.append(state)
+        return kept
+
+    try:
+        spin_until(lambda: len(distinct()) > 6, 'the planner to step the arm')  # the start state and 6 steps
+        future = lifecycle.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+        spin_until(future.done, 'deactivate')
+        quiet = {'count': 0, 'since': time.monotonic()}
+
+        def stepping_stopped() -> bool:  # the hold's step arrives, then no step for 1.5 s
+            if len(distinct()) != quiet['count']:
+                quiet.update(count=len(distinct()), since=time.monotonic())
+            return time.monotonic() - quiet['since'] > 1.5
+        spin_until(stepping_stopped, 'the arm to stop being stepped')
+        *_, before, last = distinct()
+        replays = []
+        for gripper in {0.0, *grippers[-3:]}:  # the gripper value in force: the hold's, or one before it
+            world.reset(options={'state': before, 'goal': before})
+            world.step([0.0, 0.0, 0.0, 0.0, gripper])
+            replays.append(np.array_equal(world.get_state(), last))
+        assert any(replays), 'the last step was not a zero twist'
+    finally:
+        for process in (planner, sim):
+            process.terminate()
+            process.wait(timeout=20)
+        executor.shutdown()
+        probe.destroy_node()
+        rclpy.try_shutdown()
+        world.close()

@@ -285,6 +285,11 @@ def test_actuation_scales_clamps_and_holds_in_one_place():
         Actuation([1.0], [-1.0])
     with pytest.raises(ValueError, match='scale'):
         Actuation([-1.0], [1.0], scale=0.0)
+    twist = Actuation([-1.0, -6.0], [1.0, 6.0], scale=[1.0, 6.0])  # m/s and rad/s per model unit
+    np.testing.assert_array_equal(twist.command([0.5, 0.5]), [0.5, 3.0])
+    np.testing.assert_array_equal(twist.to_model([0.5, 3.0]), [0.5, 0.5])
+    with pytest.raises(ValueError, match='one per each'):
+        Actuation([-1.0, -1.0], [1.0, 1.0], scale=[1.0, 2.0, 3.0])
 
 
 def test_position_holds_record_the_measured_positions_in_the_history(checkpoint):

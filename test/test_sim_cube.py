@@ -47,6 +47,16 @@ def test_an_action_sets_the_pinch_site_target_5_cm_per_unit_and_the_workspace_cl
     np.testing.assert_allclose(world.env._target_effector_pose.translation(), [0.6, *before[1:]], atol=1e-9)
 
 
+def test_a_twist_in_m_per_s_and_rad_per_s_is_the_action_of_one_control_step():
+    """The UR5e's twist interface: 0.05 m and 0.3 rad per 0.05 s step at action 1; the gripper passes as is."""
+    from lewm_ros.sim.cube.simulator import CONTROL_PERIOD, MAX_MOVE, MAX_YAW, Cube
+
+    twist = Cube.twist
+    np.testing.assert_allclose(twist.per_unit, [MAX_MOVE / CONTROL_PERIOD] * 3 + [MAX_YAW / CONTROL_PERIOD])
+    assert twist.fields == ('linear.x', 'linear.y', 'linear.z', 'angular.z') and twist.frame == 'base'
+    np.testing.assert_allclose(twist.to_action([0.5, -1.0, 0.25, 3.0], [-0.5]), [0.5, -1.0, 0.25, 0.5, -0.5])
+
+
 def test_success_is_the_cube_within_4_cm_of_its_goal_position_whatever_its_orientation(world):
     world.reset(seed=1)
     goal = world.get_state()

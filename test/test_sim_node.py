@@ -187,3 +187,43 @@ def test_parameters_are_validated_and_twist_commands_step(ros):
     finally:
         node.world.close()
         node.destroy_node()
+
+
+def test_the_simulated_ur5e_takes_twists_in_its_base_frame_and_its_gripper_on_its_own_topic(ros):
+    """As a UR5e's twist_controller: m/s and rad/s about z in `base`; a twist in another frame is refused."""
+    process = start_sim_node('twist_cube', world='cube', lock_step='true', seed=4, command_type='twist_stamped')
+    probe = Probe('twist_cube', TwistStamped, process)
+    gripper = probe.node.create_publisher(Float64MultiArray, 'gripper_command', 10)
+    states = []
+    probe.node.create_subscription(Float64MultiArray, 'state', lambda m: states.append(np.array(m.data)), 50)
+    world = make_world('cube')
+
+    def stepped(action, what):  # the state, not the frame: a gripper's first step does not show at 64 px
+        world.step(action)
+        probe.wait_for(lambda: any(np.array_equal(state, world.get_state()) for state in states), what)
+
+    def twist(frame, vx, vz, yaw_rate):
+        msg = TwistStamped()
+        msg.header.frame_id = frame
+        msg.twist.linear.x, msg.twist.linear.z, msg.twist.angular.z = vx, vz, yaw_rate
+        msg.twist.angular.x = 9.0  # not a component this arm takes: ignored
+        return msg
+    try:
+        world.reset(seed=4)
+        probe.wait_for_image(world.render(), 'the start frame (seed 4)')
+        probe.wait_for(lambda: probe.commands.get_subscription_count() and gripper.get_subscription_count(),
+                       'sim_node to subscribe to the twist and the gripper')
+        gripper.publish(Float64MultiArray(data=[-1.0]))  # close: held for the next twists (no step by itself)
+        deadline = time.monotonic() + 0.5
+        probe.wait_for(lambda: time.monotonic() > deadline, 'the gripper command to arrive')
+        probe.send(twist('tool0', 0.5, 0.0, 0.0))  # another frame: ignored
+        probe.send(twist('base', 0.5, -0.25, 1.5))  # 0.025 m forward, 0.0125 m down, 0.075 rad per 0.05 s step
+        stepped([0.5, 0.0, -0.25, 0.25, -1.0], 'the state after one twist')
+        probe.send(twist('', 2.0, 0.0, 0.0))  # no frame: the arm's own; clamped to 1 m/s (0.05 m per step)
+        stepped([1.0, 0.0, 0.0, 0.0, -1.0], 'the state after a clamped twist')
+        # the start state (republished until the first step) and two steps: the twist in another frame stepped nothing
+        assert len({state.tobytes() for state in states}) == 3
+    finally:
+        probe.close()
+        stop(process)
+        world.close()

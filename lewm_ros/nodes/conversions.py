@@ -9,13 +9,20 @@ import importlib
 from array import array
 
 import numpy as np
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from lewm_ros.data.bags import TopicQos
 from lewm_ros.data.commands import COMMAND_TYPES, build_command, float_array, header
 from lewm_ros.data.images import rgb_to_image_fields
 
+IMAGE_QOS = {'sensor_data': QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability),
+             'reliable': QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)}
+# A latched goal publisher needs a transient-local subscription, a plain one (``ros2 topic pub``) a volatile one.
+GOAL_QOS = (QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE),
+            QoSProfile(depth=1, durability=DurabilityPolicy.VOLATILE, reliability=ReliabilityPolicy.BEST_EFFORT))
+_DIAGNOSTIC_LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN, 'error': DiagnosticStatus.ERROR}
 _TYPECODES = {np.dtype(np.float64): 'd', np.dtype(np.float32): 'f', np.dtype(np.uint8): 'B'}
 
 
@@ -38,9 +45,10 @@ def command_class(command_type: str):
 
 
 def command_msg(command_type: str, action, stamp_ns: int, joint_names=(), positions: bool = False,
-                duration_s: float = 0.0, frame_id: str = ''):
+                duration_s: float = 0.0, frame_id: str = '', twist_fields=()):
     """The rclpy ``command_type`` message commanding ``action`` (see ``lewm_ros.data.commands``)."""
-    return build_command(ros_message, command_type, action, stamp_ns, joint_names, positions, duration_s, frame_id)
+    return build_command(ros_message, command_type, action, stamp_ns, joint_names, positions, duration_s, frame_id,
+                         twist_fields)
 
 
 def stamped_header(stamp_ns: int, frame_id: str = ''):
@@ -69,3 +77,12 @@ def topic_qos(profile: QoSProfile) -> TopicQos:
     """The inverse of ``qos_profile``: what a publisher offers, as bags record it."""
     return TopicQos(reliable=profile.reliability == ReliabilityPolicy.RELIABLE,
                     latched=profile.durability == DurabilityPolicy.TRANSIENT_LOCAL, depth=profile.depth)
+
+
+def diagnostics_msg(status, device, stamp_ns: int) -> DiagnosticArray:
+    """The planner's DiagnosticArray of a ``lewm_ros.planning.control.LoopStatus``."""
+    values = {**status.values(), 'device': device}
+    message = DiagnosticStatus(level=_DIAGNOSTIC_LEVELS[status.level], name='lewm_ros: planner',
+                               message=status.state, hardware_id=str(device),
+                               values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+    return DiagnosticArray(header=stamped_header(stamp_ns), status=[message])

@@ -1,15 +1,15 @@
 """planner_node: look at a camera, plan in the world model's latent space towards a goal image, command a robot.
 
 A managed (lifecycle) node: ``configure`` loads the checkpoint, warms the planner up and subscribes; ``activate``
-starts commanding; ``deactivate`` sends one hold command and stops; ``cleanup`` frees the model. With ``autostart``
-(the default) it configures and activates itself; else a lifecycle manager drives it.
+starts commanding; ``deactivate`` and shutdown (Ctrl-C too) send one hold command; ``cleanup`` frees the model.
+With ``autostart`` (the default) it configures and activates itself; else a lifecycle manager drives it.
 
 Subscribes (relative names, each a parameter): ``image`` (Image, or CompressedImage with ``compressed``; QoS
 sensor-data or reliable, depth 1), ``goal_image`` (Image, latched or not; or the ``goal_image_file`` parameter; a
 new goal starts an episode) and, for position commands, ``joint_states``. Publishes ``command`` (``command_type``:
-Float64MultiArray, JointTrajectory, TwistStamped or Twist), ``diagnostics`` (DiagnosticArray: state, plan time,
-frame age, cost, surprise, device; after every plan and once a second) and ``surprise`` (Float32, the latent
-prediction error of the last executed action block).
+Float64MultiArray, JointTrajectory, TwistStamped or Twist; a twist-driven arm's gripper on ``gripper_topic``),
+``diagnostics`` (DiagnosticArray: state, plan time, frame age, cost, surprise, device; after every plan and once
+a second) and ``surprise`` (Float32, the latent prediction error of the last executed action block).
 
 What to command and when to hold is ``lewm_ros.planning.control.ControlLoop``'s decision (real time or lock step,
 and every hold reason are documented there); this node is the ROS plumbing around it. Parameters are validated
@@ -23,18 +23,17 @@ import time
 
 import numpy as np
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float32
+from std_msgs.msg import Float32, Float64MultiArray
 
 from lewm_ros.data.images import ImageDecodeError, image_to_rgb, read_image_file, resize_rgb
 from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint
 from lewm_ros.model.device import resolve_device
-from lewm_ros.nodes.conversions import command_class, command_msg, stamped_header
+from lewm_ros.nodes.conversions import GOAL_QOS, IMAGE_QOS, command_class, command_msg, diagnostics_msg, float_array_msg
 from lewm_ros.nodes.parameters import ParameterBinding
 from lewm_ros.nodes.spinning import run_node
 from lewm_ros.paths import DEFAULT_CHECKPOINT
@@ -42,18 +41,13 @@ from lewm_ros.planning import MPC, CEMConfig, MPCConfig
 from lewm_ros.planning.control import ControlLoop, Tick
 from lewm_ros.planning.planner_config import PlannerConfig
 
-IMAGE_QOS = {'sensor_data': QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability),
-             'reliable': QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)}
-# A latched goal publisher needs a transient-local subscription, a plain one (``ros2 topic pub``) a volatile one.
-GOAL_QOS = (QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE),
-            QoSProfile(depth=1, durability=DurabilityPolicy.VOLATILE, reliability=ReliabilityPolicy.BEST_EFFORT))
 SECTIONS = {'': PlannerConfig, 'cem.': CEMConfig, 'mpc.': MPCConfig}
 
 
 class PlannerNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__('planner_node', **kwargs)
-        self.checkpoint = self.loop = self.command_pub = self.device = self.image_size = None
+        self.checkpoint = self.loop = self.command_pub = self.gripper_pub = self.device = self.image_size = None
         self._entities, self._warned = [], {}  # log message -> when it was last logged
         self.parameters = ParameterBinding(self, SECTIONS, check=self._check, apply=self._apply, fixed=self._fixed)
         self.config, _, _ = self.parameters.check()
@@ -119,13 +113,16 @@ class PlannerNode(LifecycleNode):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, 'diagnostics', 10)
         self.surprise_pub = self.create_publisher(Float32, 'surprise', 10)
         self._entities = [
-            self.diagnostics_pub, self.surprise_pub,
+            self.command_pub, self.diagnostics_pub, self.surprise_pub,
             self.create_subscription(CompressedImage if config.compressed else Image, config.image_topic,
                                      self._on_image, IMAGE_QOS[config.image_qos], callback_group=frames),
             *(self.create_subscription(Image, config.goal_topic, self._on_goal, qos, callback_group=frames)
               for qos in GOAL_QOS),
             self.create_timer(1.0, self._publish_diagnostics, callback_group=control),
         ]
+        if config.gripper_topic:
+            self.gripper_pub = self.create_lifecycle_publisher(Float64MultiArray, config.gripper_topic, 10)
+            self._entities.append(self.gripper_pub)
         if not config.lock_step:  # in lock step frames and plans tick the loop
             self._entities.append(self.create_timer(1.0 / config.control_rate, self._on_timer, callback_group=control))
         if config.action_kind == 'position':
@@ -138,9 +135,7 @@ class PlannerNode(LifecycleNode):
         return super().on_activate(state)  # activates the command publisher
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        hold = self.loop.deactivate(time.monotonic())
-        if hold is not None:
-            self.command_pub.publish(self._message(hold))  # the publisher is still active: the robot stops
+        self._hold()
         self.get_logger().info('inactive: holding, no more commands')
         return super().on_deactivate(state)
 
@@ -154,16 +149,15 @@ class PlannerNode(LifecycleNode):
         return super().on_shutdown(state)
 
     def stop(self) -> None:
-        """Stop planning, drop the subscriptions, publishers and timers, free the model (from any lifecycle state)."""
+        """Hold the robot, stop planning, drop the subscriptions, publishers and timers, free the model (any state)."""
+        self._hold()
         if self.loop is not None:
             self.loop.stop()
         destroy = {'Subscription': self.destroy_subscription, 'Publisher': self.destroy_publisher,
-                   'Timer': self.destroy_timer}
+                   'LifecyclePublisher': self.destroy_lifecycle_publisher, 'Timer': self.destroy_timer}
         for entity in self._entities:
             destroy[type(entity).__name__](entity)
-        if self.command_pub is not None:
-            self.destroy_lifecycle_publisher(self.command_pub)
-        self._entities, self.loop, self.checkpoint, self.command_pub = [], None, None, None
+        self._entities, self.loop, self.checkpoint, self.command_pub, self.gripper_pub = [], None, None, None, None
         gc.collect()
         if self.device is not None and self.device.type == 'cuda':
             torch.cuda.empty_cache()
@@ -207,14 +201,25 @@ class PlannerNode(LifecycleNode):
             self._send(self.loop.tick(time.monotonic()))
 
     def _send(self, tick: Tick | None) -> None:
-        publisher = self.command_pub
-        if tick is not None and tick.command is not None and publisher is not None and publisher.is_activated:
-            publisher.publish(self._message(tick.command))
+        if tick is not None:
+            self._publish(tick.command)
 
-    def _message(self, command: np.ndarray):
-        config = self.config
-        return command_msg(config.command_type, command, self.get_clock().now().nanoseconds, config.joint_names,
-                           positions=config.action_kind == 'position', duration_s=1.0 / config.control_rate)
+    def _hold(self) -> None:
+        """Command a hold once, while the publishers are still active (a UR twist_controller keeps the last twist)."""
+        if self.loop is not None:
+            self._publish(self.loop.deactivate(time.monotonic()))
+
+    def _publish(self, command: np.ndarray | None) -> None:
+        config, publisher = self.config, self.command_pub
+        if command is None or publisher is None or not publisher.is_activated:
+            return
+        arm, gripper = config.split(command)
+        if gripper is not None:  # first: a lock-step sim steps on the command
+            self.gripper_pub.publish(float_array_msg(gripper))
+        publisher.publish(command_msg(
+            config.command_type, arm, self.get_clock().now().nanoseconds, config.joint_names,
+            positions=config.action_kind == 'position', duration_s=1.0 / config.control_rate,
+            frame_id=config.command_frame, twist_fields=config.twist_fields))
 
     def _on_plan(self, plan, not_finite: bool, tick: Tick | None) -> None:
         if not_finite:
@@ -232,14 +237,8 @@ class PlannerNode(LifecycleNode):
         loop = self.loop
         if loop is None:
             return
-        status = loop.status(time.monotonic())
-        level = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN, 'error': DiagnosticStatus.ERROR}
-        values = {**status.values(), 'device': self.device}
-        message = DiagnosticStatus(level=level[status.level], name='lewm_ros: planner', message=status.state,
-                                   hardware_id=str(self.device),
-                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        self.diagnostics_pub.publish(DiagnosticArray(header=stamped_header(self.get_clock().now().nanoseconds),
-                                                     status=[message]))
+        self.diagnostics_pub.publish(diagnostics_msg(loop.status(time.monotonic()), self.device,
+                                                     self.get_clock().now().nanoseconds))
 
 
 def main(args=None) -> int:

@@ -4,8 +4,11 @@ Publishes (relative names; types and QoS in ``lewm_ros.sim.topics``): ``image`` 
 ``state`` (std_msgs/Float64MultiArray, the true low-dimensional state), ``success`` (std_msgs/Bool),
 ``joint_states`` (worlds with joints) and ``goal_image`` (latched: transient-local, sent at every reset).
 Subscribes: ``command`` as Float64MultiArray, JointTrajectory (first point's velocities, by joint name),
-TwistStamped or Twist, per ``command_type`` (``lewm_ros.data.commands``). Commands are clamped to the world's
-limits; malformed ones (NaN, wrong length, unknown joints) are logged and ignored.
+TwistStamped or Twist, per ``command_type`` (``lewm_ros.data.commands``). A world with a Cartesian arm (its
+``twist``: the UR5e of ``cube``) takes twists in its units (m/s, rad/s) and frame, as a real arm's twist controller
+does, and its gripper's part on ``gripper_command`` (Float64MultiArray); the last twist holds until the next.
+Commands are clamped to the world's limits; malformed ones (NaN, wrong length, unknown joints, another frame)
+are logged and ignored.
 Service ``reset`` (std_srvs/Trigger): new episode with the next seed. Setting ``seed``, ``task`` or a world option
 (``goal_span``) also starts a new episode; ``reset_on_success`` and ``episode_steps`` start the next one by
 themselves, so a live demo keeps getting new goals.
@@ -13,19 +16,20 @@ themselves, so a live demo keeps getting new goals.
 Modes:
 - real time (default): every 1/``rate_hz`` s the world steps once with the latest command, held
   (zero before the first), and the new frame is published;
-- lock step (``lock_step: true``): each valid command steps the world once and the resulting frame is published
-  at once; until an episode's first command its start frame is republished at ``rate_hz`` for late subscribers,
-  with the same stamp (a frame's stamp is its simulated time, so a lock-step planner tells steps apart).
+- lock step (``lock_step: true``): each valid command (not a gripper's part) steps the world once and the
+  resulting frame is published at once; until an episode's first command its start frame is republished at
+  ``rate_hz`` for late subscribers, with the same stamp (a frame's stamp is its simulated time, so a lock-step
+  planner tells steps apart).
 
     sim_node --ros-args --params-file config/sim.yaml --params-file lewm_ros/sim/arm/sim.yaml
 """
 
 import numpy as np
 from rclpy.node import Node
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
-from lewm_ros.data.actions import ActionError, action_from_message
+from lewm_ros.data.actions import ActionError, ActionSpec, action_from_message
 from lewm_ros.data.commands import command_spec
 from lewm_ros.nodes.conversions import (
     command_class,
@@ -50,7 +54,9 @@ class SimNode(Node):
         (self.config,) = self.parameters.check()
         config = self.config
         self.world = config.make_world()
-        self.spec = command_spec(config.command_type, self.world.action_space.names)
+        names = self.world.action_space.names
+        self.twist = self.world.twist if config.command_type.startswith('twist') else None
+        self.spec = command_spec(config.command_type, names, twist_fields=self.twist.fields if self.twist else ())
         self.action = np.zeros(self.world.action_space.shape)
         self.episode_seed = config.seed
         self.waiting_for_first_command = True
@@ -61,6 +67,9 @@ class SimNode(Node):
                                     if topic != 'joint_states' or self.world.joint_state() is not None}
         self.create_subscription(command_class(config.command_type), 'command', self._on_command,
                                  qos_profile(COMMAND_QOS))
+        if self.spec.dim < len(names):  # a twist-driven arm's gripper
+            self.gripper_spec = ActionSpec(dim=len(names) - self.spec.dim)
+            self.create_subscription(Float64MultiArray, 'gripper_command', self._on_gripper, qos_profile(COMMAND_QOS))
         self.create_service(Trigger, 'reset', self._on_reset)
         self.create_timer(1.0 / config.rate_hz, self._on_timer)
         self.start_episode()
@@ -91,6 +100,11 @@ class SimNode(Node):
     def _on_command(self, msg) -> None:
         try:
             action = action_from_message(msg, self.spec)
+            if self.twist is not None:
+                frame = msg.header.frame_id if hasattr(msg, 'header') else ''
+                if frame not in ('', self.twist.frame):
+                    raise ActionError(f'a twist in frame {frame!r}: this arm takes {self.twist.frame!r}')
+                action = self.twist.to_action(action, self.action[self.spec.dim:])
         except ActionError as err:
             self.get_logger().warning(f'ignoring command: {err}', throttle_duration_sec=1.0)
             return
@@ -98,6 +112,14 @@ class SimNode(Node):
         self.waiting_for_first_command = False
         if self.config.lock_step:
             self.step()
+
+    def _on_gripper(self, msg) -> None:
+        try:
+            gripper = action_from_message(msg, self.gripper_spec)
+        except ActionError as err:
+            self.get_logger().warning(f'ignoring gripper command: {err}', throttle_duration_sec=1.0)
+            return
+        self.action = self.world.action_space.clip(np.concatenate([self.action[:self.spec.dim], gripper]))
 
     def _on_timer(self) -> None:
         if not self.config.lock_step:

@@ -87,7 +87,7 @@ class Actuation:
 
     low: np.ndarray  # (A,) robot units
     high: np.ndarray  # (A,)
-    scale: float = 1.0
+    scale: np.ndarray | float = 1.0  # robot units per model unit: one for every dimension, or (A,)
     kind: str = 'velocity'
 
     def __post_init__(self):
@@ -95,10 +95,14 @@ class Actuation:
         if low.shape != high.shape or not (np.isfinite(low).all() and np.isfinite(high).all() and (low <= high).all()):
             raise ValueError(f'action limits need finite low <= high per dimension, got {low.tolist()} / '
                              f'{high.tolist()}')
-        if not (math.isfinite(self.scale) and self.scale > 0) or self.kind not in ACTION_KINDS:
-            raise ValueError(f'need scale > 0 and kind in {ACTION_KINDS}, got {self.scale} / {self.kind!r}')
+        scale = np.asarray(self.scale, np.float64).reshape(-1)
+        if scale.size not in (1, low.size) or not (np.isfinite(scale).all() and (scale > 0).all()) or \
+                self.kind not in ACTION_KINDS:
+            raise ValueError(f'need a scale > 0 (one, or one per each of the {low.size} dimensions) and kind in '
+                             f'{ACTION_KINDS}, got {scale.tolist()} / {self.kind!r}')
         object.__setattr__(self, 'low', low)
         object.__setattr__(self, 'high', high)
+        object.__setattr__(self, 'scale', np.broadcast_to(scale, low.shape).copy())
 
     @property
     def model_limits(self) -> tuple[np.ndarray, np.ndarray]:

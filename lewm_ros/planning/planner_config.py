@@ -37,13 +37,21 @@ class PlannerConfig:
     goal_image_file: str = setting('', 'goal image file (png/jpg); the goal topic can replace it', live=True)
     command_topic: str = setting('command', 'command topic')
     command_type: str = setting('float64_multi_array', 'command message type', choices=tuple(COMMAND_TYPES))
+    command_frame: str = setting('', 'header frame_id of stamped commands (TwistStamped: the frame the twist is '
+                                 'in; a UR twist_controller takes base)')
+    twist_fields: list[str] = setting([], 'twist commands: the component each leading action dimension drives '
+                                      '(a UR5e: linear.x, linear.y, linear.z, angular.z); the dimensions past '
+                                      'them go to gripper_topic; [] = linear.x, linear.y, ... for every one')
+    gripper_topic: str = setting('', 'twist commands: Float64MultiArray topic of the action dimensions past '
+                                 'twist_fields (a gripper), published just before each twist')
     joint_names: list[str] = setting(['shoulder', 'elbow'], 'joints of the action, in order (JointTrajectory '
                                      'commands; joint_states order for position actions)')
     action_kind: str = setting('velocity', 'what the actions are: decides the hold command (zero velocity or the '
                                'measured positions) and the JointTrajectory field', choices=ACTION_KINDS)
     joint_states_topic: str = setting('joint_states', 'measured joint positions (position actions only)')
-    action_scale: float = setting(1.0, 'command = scale x planned action (model units -> robot units), then '
-                                  'clamped', low=1e-9, high=1e9, live=True)
+    action_scale: list[float] = setting([1.0], 'command = scale x planned action (model units -> robot units), '
+                                        'then clamped; one value for every dimension, or one per dimension',
+                                        low=1e-9, high=1e9, live=True)
     action_low: list[float] = setting([-1.5, -1.5], 'per-dimension command lower limits, robot units', live=True)
     action_high: list[float] = setting([1.5, 1.5], 'per-dimension command upper limits, robot units', live=True)
     control_rate: float = setting(10.0, 'commands per second in real time, Hz', low=0.1, high=1000.0)
@@ -61,8 +69,14 @@ class PlannerConfig:
             raise ValueError(f'action_low and action_high need {dim} values each'
                              + (f' (the model has {dim} actions)' if action_dim else '')
                              + f', got {self.action_low} / {self.action_high}')
+        if len(self.action_scale) not in (1, dim):
+            raise ValueError(f'action_scale needs one value or {dim}, got {self.action_scale}')
         self.actuation()  # limits and scale
-        check_command_type(self.command_type, dim, positions=self.action_kind == 'position')
+        check_command_type(self.command_type, dim, self.action_kind == 'position', self.twist_fields)
+        if bool(self.gripper_topic) != (0 < len(self.twist_fields) < dim):
+            raise ValueError(f'gripper_topic takes the action dimensions past twist_fields: set both or neither '
+                             f'(twist_fields {self.twist_fields} for {dim} dimensions, gripper_topic '
+                             f'{self.gripper_topic!r})')
         if (self.command_type == 'joint_trajectory' or self.action_kind == 'position') and \
                 len(self.joint_names) != dim:
             raise ValueError(f'joint_names must name the {dim} joints of the action, got {self.joint_names}')
@@ -71,6 +85,12 @@ class PlannerConfig:
 
     def actuation(self) -> Actuation:
         return Actuation(np.array(self.action_low), np.array(self.action_high), self.action_scale, self.action_kind)
+
+    def split(self, command: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """A command (A,) -> what command_topic carries, and what gripper_topic does (None: no gripper topic)."""
+        if not self.gripper_topic:
+            return command, None
+        return command[:len(self.twist_fields)], command[len(self.twist_fields):]
 
     def loop_settings(self) -> LoopSettings:
         return LoopSettings(self.lock_step, self.watchdog_timeout, self.enabled)

@@ -60,6 +60,7 @@ class Probe:
 
     names: tuple[str, ...]
     targets: Callable[[np.ndarray], np.ndarray]  # states (N, S) -> (N, len(names))
+    unit: str = 'px'  # of the first two targets (a position)
 
 
 @dataclass(frozen=True)

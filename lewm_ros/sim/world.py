@@ -40,6 +40,25 @@ class ActionSpace:
 
 
 @dataclass(frozen=True)
+class Twist:
+    """How a world's arm takes Cartesian velocities, as a real arm's twist controller does: the twist component
+    each leading action dimension drives, in ``frame``, and its units per action unit (m/s or rad/s); the
+    dimensions past them (a gripper) come on their own topic, in action units."""
+
+    fields: tuple[str, ...]
+    per_unit: tuple[float, ...]
+    frame: str
+
+    def __post_init__(self):
+        if len(self.fields) != len(self.per_unit):
+            raise ValueError(f'one unit per twist field, got {self.fields} / {self.per_unit}')
+
+    def to_action(self, twist_values: np.ndarray, rest: np.ndarray) -> np.ndarray:
+        """The action commanded by twist components (in ``fields`` order) and the remaining dimensions."""
+        return np.concatenate([np.asarray(twist_values, np.float64) / self.per_unit, np.asarray(rest, np.float64)])
+
+
+@dataclass(frozen=True)
 class JointReading:
     names: tuple[str, ...]
     position: np.ndarray
@@ -59,6 +78,7 @@ class World(ABC):
     success_threshold: float  # goal_distance at or below which the task counts as solved (see ``solved``)
     options: tuple[str, ...] = ()  # keyword arguments of the constructor beyond task, image_size and max_steps
     restores_exactly = True  # set_state(get_state()) reproduces the next step bit for bit
+    twist: Twist | None = None  # an arm that takes Cartesian velocity commands (twist_stamped), see ``Twist``
 
     @classmethod
     def check_options(cls, task: str, **options) -> None:

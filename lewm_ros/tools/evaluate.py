@@ -17,7 +17,8 @@ CEM 300 x 30 x 30, H 5, white noise, cost after the last block, whole plans); an
 given wins over them. Policies: lewm_ros.tools.eval_policies.
 
 Prints a table (success % with Wilson 95% intervals) and writes ``results.json``, ``results.png`` and,
-with ``--gif``, ``episode_SUBSET.gif`` (camera | goal) of the first planner episode of each drawn subset.
+with ``--gif``, ``episode_SUBSET.gif`` (camera | goal) of the first planner episode of each drawn subset that is
+not solved at its start.
 Imports nothing from ROS.
 """
 
@@ -49,15 +50,19 @@ from lewm_ros.tools.pairs import Pair, load_episode, sample_pairs, world_pairs
 def run_episode(world: World, pair: Pair, budget: int, policy, frames: list | None = None) -> tuple[bool, int]:
     """Success at any step within ``budget``, and the step it came at (budget when it did not).
 
-    ``frames``: a list to append (camera | goal) 224 px frames to, one per step.
+    ``frames``: a list to append (camera | goal) 224 px frames to: the start, then one per step.
     """
     world.reset(options={'state': pair.start, 'goal': pair.goal})
     policy.begin(world, pair)
     goal = world.goal_image(224) if frames is not None else None
-    for step in range(budget):
+
+    def record():
         if frames is not None:
             frames.append(np.concatenate([world.render(224), goal], axis=1))
+    record()
+    for step in range(budget):
         world.step(policy.act(world))
+        record()
         if world.success():
             return True, step + 1
     return False, budget
@@ -75,10 +80,12 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def evaluate(world: World, pairs: list[Pair], budget: int, policy, label: str, progress: bool,
              frames: list | None = None) -> dict:
-    """Success statistics of ``policy`` on ``pairs``; ``frames`` collects the first episode's frames."""
+    """Success statistics of ``policy`` on ``pairs``; ``frames`` collects the frames of the first episode not
+    solved at its start (one solved there ends before anything moves)."""
+    shown = next((index for index, pair in enumerate(pairs) if not world.solved(pair.start, pair.goal)), 0)
     outcomes = []
     for index, pair in enumerate(tqdm(pairs, desc=label, unit='episode', disable=not progress)):
-        outcomes.append(run_episode(world, pair, budget, policy, frames if index == 0 else None))
+        outcomes.append(run_episode(world, pair, budget, policy, frames if index == shown else None))
     return summary(outcomes)
 
 

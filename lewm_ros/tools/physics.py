@@ -91,12 +91,13 @@ def surprise_per_frame(ckpt: Checkpoint, frames: np.ndarray, actions: np.ndarray
 @torch.inference_mode()
 def state_probe(ckpt: Checkpoint, frames: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
                 fit: np.ndarray) -> dict:
-    """Linear probe of the targets (N, P) from embeddings; fit on rows ``fit``, scored on the rest."""
+    """Linear probe of the targets (N, P) from embeddings; fit on rows ``fit``, scored on the rest (the position
+    error is the first two targets', in their unit)."""
     emb = ckpt.model.encode(torch.as_tensor(frames)).double().numpy()  # (N, D)
     predicted, truth = linear_probe(emb[fit], targets[fit], emb[~fit]), targets[~fit]  # (M, P)
     r = {f'pearson_r_{name}': float(np.corrcoef(predicted[:, k], truth[:, k])[0, 1]) for k, name in enumerate(names)}
     position_error = np.sqrt(((predicted[:, :2] - truth[:, :2]) ** 2).sum(axis=1).mean())
-    return {**r, 'pearson_r_mean': float(np.mean(list(r.values()))), 'rmse_px': float(position_error),
+    return {**r, 'pearson_r_mean': float(np.mean(list(r.values()))), 'position_rmse': float(position_error),
             'test_frames': int((~fit).sum())}
 
 
@@ -185,7 +186,8 @@ def run(argv=None) -> dict:
     for name, test in results['paired_t_tests'].items():
         print(f"  paired t-test {name:28s} t = {test['t']:7.2f}  p = {test['p']:.2e}")
     readings = ', '.join(f"{name} {results['probe']['pearson_r_' + name]:.3f}" for name in probe.names)
-    print(f"state probe (held-out frames), Pearson r: {readings}; position RMSE {results['probe']['rmse_px']:.2f} px")
+    print(f"state probe (held-out frames), Pearson r: {readings}; position RMSE "
+          f"{results['probe']['position_rmse']:.3g} {probe.unit}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'physics.json').write_text(json.dumps(results, indent=1))
     plot(curves, event, fs, world.name, args.out / 'surprise.png')

@@ -22,10 +22,12 @@ SPEC = WorldSpec(
     simulator=Cube,
     experts={'single': CubeOracle},
     probe=Probe(('cube_x', 'cube_y', 'cube_z', 'shoulder_pan', 'shoulder_lift', 'elbow', 'wrist_1', 'wrist_2',
-                 'wrist_3'), probe_targets),
+                 'wrist_3'), probe_targets, unit='m'),
     # The paper's pairs include those whose cube already sits at its goal at the start (in play data the cube rests
     # through most 25-step windows); the unsolved ones are the honest subset.
     pairs_start_solved=True,
     subsets={'unsolved': Subset(unsolved, filtered=True, doc='the cube more than 0.04 m from its goal at the start')},
     perturbation=Perturbation('cube_color', (60, 90, 255), teleported=slice(14, 17), min_jump=0.1),
+    tuned_reason='not tuned: on a first model (800 steps, 23 unsolved pairs) a 4x search (256 x 32 x 5) solved the '
+                 "node's 3, the cost after the last block 2, the paper's search 4: the model, not the search, limits",
 )

@@ -32,10 +32,11 @@ from ogbench.manipspace import lie
 from ogbench.manipspace.envs.cube_env import CubeEnv
 
 from lewm_ros.sim.mujoco_camera import MujocoCamera, MujocoFrames
-from lewm_ros.sim.world import ActionSpace, JointReading, World
+from lewm_ros.sim.world import ActionSpace, JointReading, Twist, World
 
 CAMERA = 'front_pixels'
 CONTROL_PERIOD = 0.05
+MAX_MOVE, MAX_YAW = 0.05, 0.3  # m and rad per step at action 1 (ogbench's action range)
 SUBSTEPS = 25  # physics steps of 0.002 s
 CUBE_HALF_SIZE = 0.02
 GRIPPER_JOINT = 'right_driver_joint'  # the driver joint: 0 open .. 0.8 rad closed
@@ -53,6 +54,10 @@ class Cube(MujocoFrames, World):
     control_period = CONTROL_PERIOD
     success_threshold = 0.04
     action_space = ActionSpace(low=-np.ones(5), high=np.ones(5), names=('dx', 'dy', 'dz', 'dyaw', 'gripper'))
+    # As a UR5e's twist_controller takes it: m/s and rad/s about z in the arm's base frame (here the scene's
+    # frame: the arm stands at its origin), the gripper's opening change on its own topic.
+    twist = Twist(fields=('linear.x', 'linear.y', 'linear.z', 'angular.z'), per_unit=(1.0, 1.0, 1.0, 6.0),
+                  frame='base')  # MAX_MOVE and MAX_YAW per CONTROL_PERIOD
 
     def __init__(self, task: str = 'single', image_size: int = 64, max_steps: int | None = None):
         super().__init__(task, image_size, max_steps)
