@@ -4,6 +4,7 @@
     ros2 launch lewm_ros planner.launch.py use_sim:=true                   # + the simulated arm: what `make demo` runs
     ros2 launch lewm_ros planner.launch.py use_sim:=true lock_step:=true   # one sim step per command
     ros2 launch lewm_ros planner.launch.py config:=my_arm.yaml checkpoint:=my_arm.safetensors device:=cuda
+    ros2 launch lewm_ros planner.launch.py autostart:=false                # a lifecycle manager takes the planner up
     ros2 launch lewm_ros planner.launch.py use_sim:=true world:=push_t checkpoint:=$PWD/runs/push_t.safetensors
     ros2 launch lewm_ros planner.launch.py use_sim:=true world:=cube checkpoint:=$PWD/runs/cube.safetensors  # UR5e
 
@@ -26,12 +27,22 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+BOOLEAN = {'true': True, 'false': False}
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in BOOLEAN:
+        raise ValueError(f"expected true or false, got '{text}'")
+    return BOOLEAN[text.lower()]
+
+
 # launch argument -> (parameter type, description); '' = keep the parameter files' value
 PLANNER_OVERRIDES = {'checkpoint': (str, "lewm_ros checkpoint ('' = the parameter files')"),
-                     'device': (str, "auto | cpu | cuda ('' = the parameter file's)")}
+                     'device': (str, "auto | cpu | cuda ('' = the parameter file's)"),
+                     'autostart': (_boolean, "true | false ('' = the parameter file's); false: a lifecycle manager "
+                                   'configures and activates the planner')}
 SIM_OVERRIDES = {'task': (str, "the world's task ('' = its sim.yaml's): arm reach | push | ..."),
                  'goal_span': (float, 'arm reach: goals within this many radians per joint (0 = anywhere)')}
-BOOLEAN = {'true': True, 'false': False}
 SHARE = get_package_share_directory('lewm_ros')
 
 
@@ -40,7 +51,10 @@ def _overrides(context, arguments: dict) -> dict:
     for name, (kind, _) in arguments.items():
         text = LaunchConfiguration(name).perform(context)
         if text:
-            values[name] = kind(text)
+            try:
+                values[name] = kind(text)
+            except ValueError as err:
+                raise ValueError(f'{name}:={text}: {err}') from None
     return values
 
 
@@ -53,10 +67,7 @@ def _parameters(path: str) -> dict:
 
 def _nodes(context):
     namespace = LaunchConfiguration('namespace').perform(context)
-    lock_step = LaunchConfiguration('lock_step').perform(context).lower()
-    if lock_step not in BOOLEAN:
-        raise ValueError(f"lock_step must be true or false, got '{lock_step}'")
-    timing = {'lock_step': BOOLEAN[lock_step]}
+    timing = {'lock_step': _boolean(LaunchConfiguration('lock_step').perform(context))}
     world = LaunchConfiguration('world').perform(context)
     folder = os.path.join(SHARE, 'worlds', world)
     if not os.path.isdir(folder):

@@ -42,7 +42,7 @@ class Probe:
         latched = rclpy.qos.QoSProfile(depth=1, durability=rclpy.qos.DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(Image, 'goal_image', lambda m: self.goals.append(image_to_rgb(m)), latched)
         self.commands = self.node.create_publisher(command_type, 'command', 10)
-        self.reset = self.node.create_client(Trigger, 'reset')
+        self.reset = self.node.create_client(Trigger, 'sim_node/reset')
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
 

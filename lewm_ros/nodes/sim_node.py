@@ -9,9 +9,9 @@ TwistStamped or Twist, per ``command_type`` (``lewm_ros.data.commands``). A worl
 does, and its gripper's part on ``gripper_command`` (Float64MultiArray); the last twist holds until the next.
 Commands are clamped to the world's limits; malformed ones (NaN, wrong length, unknown joints, another frame)
 are logged and ignored.
-Service ``reset`` (std_srvs/Trigger): new episode with the next seed. Setting ``seed``, ``task`` or a world option
-(``goal_span``) also starts a new episode; ``reset_on_success`` and ``episode_steps`` start the next one by
-themselves, so a live demo keeps getting new goals.
+Service ``~/reset`` (std_srvs/Trigger, ``sim_node/reset`` under the namespace): new episode with the next seed.
+Setting ``seed``, ``task`` or a world option (``goal_span``) also starts a new episode; ``reset_on_success`` and
+``episode_steps`` start the next one by themselves, so a live demo keeps getting new goals.
 
 Modes:
 - real time (default): every 1/``rate_hz`` s the world steps once with the latest command, held
@@ -70,7 +70,7 @@ class SimNode(Node):
         if self.spec.dim < len(names):  # a twist-driven arm's gripper
             self.gripper_spec = ActionSpec(dim=len(names) - self.spec.dim)
             self.create_subscription(Float64MultiArray, 'gripper_command', self._on_gripper, qos_profile(COMMAND_QOS))
-        self.create_service(Trigger, 'reset', self._on_reset)
+        self.create_service(Trigger, '~/reset', self._on_reset)  # private: another node may offer a reset too
         self.create_timer(1.0 / config.rate_hz, self._on_timer)
         self.start_episode()
 

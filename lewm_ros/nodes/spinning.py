@@ -37,8 +37,13 @@ def spin_until_signal(node: Node, executor: Executor | None = None) -> None:
         signal.signal(signum, lambda *_: stop.set())
     executor = executor or SingleThreadedExecutor()
     executor.add_node(node)
-    while not stop.is_set() and rclpy.ok():
-        executor.spin_once(timeout_sec=0.1)
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        # now, while the context lives: left to the garbage collector, rclpy destroyed its guard condition after
+        # rclpy.shutdown and printed a traceback (seen from sim_node under ros2 launch)
+        executor.shutdown(timeout_sec=5.0)
 
 
 def run_node(node_class: Callable[[], Node], args, doc: str, executor: Callable[[], Executor] | None = None,

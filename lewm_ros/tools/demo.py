@@ -12,7 +12,7 @@ order. Two timings:
 - ``real_time``: the arm steps at 10 Hz whatever happens, as a robot would; while a plan is being computed the
   planner holds, and those steps count against the budget (a slow machine scores lower).
 
-Per episode: the planner is disabled (``enabled: false``), the sim's ``reset`` service
+Per episode: the planner is disabled (``enabled: false``), the sim's ``~/reset`` service
 starts the next seed and latches its goal image, the planner is enabled and drives the arm until the sim
 reports success or ``max_steps`` commands have gone out. Prints the success rate, plan-time percentiles and
 the time between commands (in real time the control loop's period: 100 ms when it keeps its 10 Hz);
@@ -115,7 +115,7 @@ class Monitor:
         node.create_subscription(Float64MultiArray, 'state', self._on_state, 100)
         node.create_subscription(Float64MultiArray, 'command', self._on_command, 100)
         node.create_subscription(DiagnosticArray, 'diagnostics', self._on_diagnostics, 10)
-        self.reset_client = node.create_client(Trigger, 'reset')
+        self.reset_client = node.create_client(Trigger, 'sim_node/reset')
         self.planner = AsyncParameterClient(node, f'/{NAMESPACE}/planner_node')
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(node)
