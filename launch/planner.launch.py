@@ -14,8 +14,8 @@ world's action limits and search; a value in ``config`` wins, so a real arm's li
 (default: the installed config/planner.yaml) and ``sim_config`` a sim_node one (default: config/sim.yaml). A world
 whose planner.yaml names no checkpoint has none packaged: it needs ``checkpoint:=`` (a relative path resolves
 against the directory ``ros2 launch`` runs in). The other arguments override single values of those files when
-given; left empty, the files decide. The launch ends when the planner does (a bad checkpoint, say), instead of
-leaving the sim running without it.
+given; left empty, the files decide. The launch ends when the planner does, instead of leaving the sim running
+without it, and fails (a non-zero exit code) when the planner failed (a bad checkpoint, say).
 """
 
 import os
@@ -65,6 +65,14 @@ def _parameters(path: str) -> dict:
     return entry['ros__parameters']
 
 
+def _on_planner_exit(event, context):
+    """The launch ends with the planner; a planner that failed (exit code 1: it could not start) fails the launch, so
+    ``ros2 launch`` exits non-zero (launch turns a raised error into a shutdown and return code 1)."""
+    if event.returncode:
+        raise RuntimeError(f'the planner node exited with code {event.returncode}')
+    return Shutdown(reason='the planner node exited')
+
+
 def _nodes(context):
     namespace = LaunchConfiguration('namespace').perform(context)
     timing = {'lock_step': _boolean(LaunchConfiguration('lock_step').perform(context))}
@@ -82,7 +90,7 @@ def _nodes(context):
                          'none for it')
     nodes = [Node(package='lewm_ros', executable='planner_node', name='planner_node', namespace=namespace,
                   output='screen', parameters=[world_planner, config, {**timing, **planner}],  # later entries win
-                  on_exit=Shutdown(reason='the planner node exited'))]
+                  on_exit=_on_planner_exit)]
     if LaunchConfiguration('use_sim').perform(context).lower() == 'true':
         sim = _overrides(context, SIM_OVERRIDES)
         nodes.append(Node(package='lewm_ros', executable='sim_node', name='sim_node', namespace=namespace,
