@@ -92,6 +92,25 @@ solvers: $(STAMP)
 		prior+cem:node:horizon=5 prior+cem:32x4x1:horizon=5 prior+cem:16x4x1:horizon=5 prior+cem:16x4x1 \
 		prior::horizon=5 --out out/solvers/two_room
 
+# A world's results over training seeds (make push-t, make cube): per seed, train runs/WORLD_small/seedN, evaluate
+# it with the world's tuned planner (the first seed also with the oracle, random, replay and a GIF: they do not
+# depend on the model) and with the paper's, then violation of expectation; then one table over the seeds.
+# $(1) world, $(2) output folder, $(3) lewm-eval pairs and protocol, $(4) oracle budget, $(5) lewm-physics options.
+define seeded_results
+	set -e; for seed in $(SEEDS); do \
+		run=runs/$(1)_small/seed$$seed; out=$(2)/seed$$seed; \
+		$(BIN)/lewm-train --world $(1) train.seed=$$seed train.out_dir=$$run --no-progress; \
+		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(3) --planner tuned \
+			$$([ $$seed = $(firstword $(SEEDS)) ] && echo --oracle $(4) --gif || echo --no-random --no-replay) \
+			--out $$out/tuned; \
+		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(3) --planner paper --no-random \
+			--no-replay --out $$out/paper; \
+		$(BIN)/lewm-physics --world $(1) --checkpoint $$run/model.safetensors $(5) --out $$out/physics; \
+	done
+	$(BIN)/python training/eval_table.py $(foreach s,$(SEEDS),$(2)/seed$(s)/tuned) \
+		$(foreach s,$(SEEDS),$(2)/seed$(s)/paper) --out $(2)/results.md
+endef
+
 # Push-T end to end on 2 CPU cores (docs/push_t.md): collect scripted-expert and weak-policy bags and held-out expert
 # episodes, ingest, then per training seed train, evaluate at the paper's protocol (50 pairs from held-out episodes,
 # goal 25 steps ahead, budget 50) with the world's tuned planner and the paper's, beside the random floor, the
@@ -109,18 +128,7 @@ push-t: $(STAMP)
 		--seed 100000 --out $(PUSH_T)/weak
 	$(BIN)/lewm-collect --world push_t --policy expert --episodes 100 --steps 100 --workers 2 \
 		--seed 500000 --out $(PUSH_T)/heldout
-	set -e; for seed in $(SEEDS); do \
-		run=runs/push_t_small/seed$$seed; out=$(PUSH_T)/seed$$seed; \
-		$(BIN)/lewm-train --world push_t train.seed=$$seed train.out_dir=$$run --no-progress; \
-		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(PUSH_T_EVAL) --planner tuned \
-			$$([ $$seed = $(firstword $(SEEDS)) ] && echo --oracle 64x8x3 --gif || echo --no-random --no-replay) \
-			--out $$out/tuned; \
-		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(PUSH_T_EVAL) --planner paper --no-random \
-			--no-replay --out $$out/paper; \
-		$(BIN)/lewm-physics --world push_t --checkpoint $$run/model.safetensors --out $$out/physics; \
-	done
-	$(BIN)/python training/eval_table.py $(foreach s,$(SEEDS),$(PUSH_T)/seed$(s)/tuned) \
-		$(foreach s,$(SEEDS),$(PUSH_T)/seed$(s)/paper) --out $(PUSH_T)/results.md
+	$(call seeded_results,push_t,$(PUSH_T),$(PUSH_T_EVAL),64x8x3,)
 
 # OGBench-Cube end to end on 2 CPU cores (docs/cube.md): play episodes of the benchmark's noisy oracle (frames at the
 # model's stride only: rendering is the cost), held-out episodes, then per training seed train, evaluate at the
@@ -135,19 +143,7 @@ cube: $(STAMP)
 		--seed 0 --out $(CUBE)/train
 	$(BIN)/lewm-collect --world cube --policy expert --episodes 50 --steps 200 --frame-every 5 --workers 2 \
 		--seed 500000 --out $(CUBE)/heldout
-	set -e; for seed in $(SEEDS); do \
-		run=runs/cube_small/seed$$seed; out=$(CUBE)/seed$$seed; \
-		$(BIN)/lewm-train --world cube train.seed=$$seed train.out_dir=$$run --no-progress; \
-		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(CUBE_EVAL) --planner tuned \
-			$$([ $$seed = $(firstword $(SEEDS)) ] && echo --oracle 16x4x2 --gif || echo --no-random --no-replay) \
-			--out $$out/tuned; \
-		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(CUBE_EVAL) --planner paper --no-random \
-			--no-replay --out $$out/paper; \
-		$(BIN)/lewm-physics --world cube --checkpoint $$run/model.safetensors --trajectories 20 \
-			--out $$out/physics; \
-	done
-	$(BIN)/python training/eval_table.py $(foreach s,$(SEEDS),$(CUBE)/seed$(s)/tuned) \
-		$(foreach s,$(SEEDS),$(CUBE)/seed$(s)/paper) --out $(CUBE)/results.md
+	$(call seeded_results,cube,$(CUBE),$(CUBE_EVAL),16x4x2,--trajectories 20)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -20,12 +20,13 @@ without it, and fails (a non-zero exit code) when the planner failed (a bad chec
 
 import os
 
-import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from lewm_ros.settings import node_parameters
 
 BOOLEAN = {'true': True, 'false': False}
 
@@ -58,13 +59,6 @@ def _overrides(context, arguments: dict) -> dict:
     return values
 
 
-def _parameters(path: str) -> dict:
-    """The ros__parameters of a one-node parameter file."""
-    with open(path) as f:
-        (entry,) = (yaml.safe_load(f) or {'': {'ros__parameters': {}}}).values()
-    return entry['ros__parameters']
-
-
 def _on_planner_exit(event, context):
     """The launch ends with the planner; a planner that failed (exit code 1: it could not start) fails the launch, so
     ``ros2 launch`` exits non-zero (launch turns a raised error into a shutdown and return code 1)."""
@@ -84,8 +78,8 @@ def _nodes(context):
     config = LaunchConfiguration('config').perform(context)
     planner = _overrides(context, PLANNER_OVERRIDES)
     world_planner = os.path.join(folder, 'planner.yaml')
-    if 'checkpoint' not in _parameters(world_planner) and not (planner.get('checkpoint')
-                                                                or _parameters(config).get('checkpoint')):
+    if 'checkpoint' not in node_parameters(world_planner) and not (planner.get('checkpoint')
+                                                                or node_parameters(config).get('checkpoint')):
         raise ValueError(f'world:={world} needs checkpoint:=PATH (a model trained in that world): the package ships '
                          'none for it')
     nodes = [Node(package='lewm_ros', executable='planner_node', name='planner_node', namespace=namespace,

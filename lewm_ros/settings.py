@@ -75,9 +75,10 @@ def check_settings(config, prefix: str = '') -> None:
 
 
 def node_parameters(path: str | Path) -> dict:
-    """The ``ros__parameters`` of a one-node ROS parameter file, sections (``cem:``) as nested dicts."""
+    """The ``ros__parameters`` of a one-node ROS parameter file, sections (``cem:``) as nested dicts ({} for an empty
+    file)."""
     with open(path) as f:
-        (entry,) = yaml.safe_load(f).values()
+        (entry,) = (yaml.safe_load(f) or {'': {'ros__parameters': {}}}).values()
     return entry['ros__parameters']
 
 

@@ -390,6 +390,24 @@ def test_a_node_that_cannot_start_says_why_in_one_fatal_line_and_exits_1(paramet
     assert len(fatal) == 1 and reason in fatal[0], output
 
 
+def start_cube_planner(namespace: str, folder, image_size: int = 16, output: bool = False, **parameters):
+    """planner_node as its own process with the cube world's planner.yaml (a UR5e by twist) and a tiny model of the
+    cube's five actions, ``parameters`` over a small search; ``output``: its stdout and stderr to a text pipe."""
+    from lewm_ros.sim.registry import world_spec
+
+    from .tiny import save_tiny
+
+    checkpoint = save_tiny(folder / 'five.safetensors', image_size=image_size, action_dim=5)
+    values = {'checkpoint': checkpoint, 'device': 'cpu', 'threads': 1, 'cem.samples': 16, 'cem.elites': 4,
+              **parameters}
+    overrides = [part for name, value in values.items()
+                 for part in ('-p', f'{name}:={str(value).lower() if isinstance(value, bool) else value}')]
+    return subprocess.Popen([sys.executable, '-m', 'lewm_ros.nodes.planner_node', '--ros-args', '-r',
+                             f'__ns:={namespace}', '--params-file', str(world_spec('cube').folder / 'planner.yaml'),
+                             *overrides], **(dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                             if output else {}))
+
+
 def test_a_twist_driven_ur5e_gets_a_zero_twist_on_every_hold_deactivate_and_shutdown(tmp_path):
     """A UR twist_controller holds the last twist forever: the planner process (the cube world's planner.yaml)
     must end every stretch of motion with a zero twist, whatever ends it: a stalled camera, deactivate, Ctrl-C."""
@@ -397,17 +415,8 @@ def test_a_twist_driven_ur5e_gets_a_zero_twist_on_every_hold_deactivate_and_shut
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
 
-    from lewm_ros.sim.registry import world_spec
-
-    from .tiny import save_tiny
-
-    checkpoint = save_tiny(tmp_path / 'five.safetensors', action_dim=5)  # the cube's five actions
-    process = subprocess.Popen([sys.executable, '-m', 'lewm_ros.nodes.planner_node', '--ros-args', '-r', '__ns:=/ur5e',
-                                '--params-file', str(world_spec('cube').folder / 'planner.yaml'),
-                                '-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu', '-p', 'threads:=1',
-                                '-p', 'image_qos:=reliable', '-p', f'watchdog_timeout:={WATCHDOG}',
-                                '-p', 'cem.samples:=16', '-p', 'cem.elites:=4', '-p', 'cem.iterations:=2'],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_cube_planner('/ur5e', tmp_path, output=True, image_qos='reliable', watchdog_timeout=WATCHDOG,
+                                 **{'cem.iterations': 2})
     rclpy.init()
     probe = rclpy.create_node('probe', namespace='ur5e')
     twists, grippers = [], []
@@ -477,18 +486,12 @@ def test_the_planner_drives_the_simulated_ur5e_by_twist_and_leaves_it_a_zero_twi
     from lewm_ros.sim import make_world
     from lewm_ros.sim.registry import world_spec
 
-    from .tiny import save_tiny
-
-    checkpoint = save_tiny(tmp_path / 'five.safetensors', image_size=64, action_dim=5)
-    folder, namespace = world_spec('cube').folder, '/ur5e_sim'
-    common = [sys.executable, '-m']
-    sim = subprocess.Popen([*common, 'lewm_ros.nodes.sim_node', '--ros-args', '-r', f'__ns:={namespace}',
-                            '--params-file', str(folder / 'sim.yaml'), '-p', 'lock_step:=true', '-p', 'seed:=5'])
-    planner = subprocess.Popen([*common, 'lewm_ros.nodes.planner_node', '--ros-args', '-r', f'__ns:={namespace}',
-                                '--params-file', str(folder / 'planner.yaml'), '-p', f'checkpoint:={checkpoint}',
-                                '-p', 'device:=cpu', '-p', 'threads:=1', '-p', 'lock_step:=true',
-                                '-p', 'watchdog_timeout:=30.0', '-p', 'cem.samples:=16', '-p', 'cem.elites:=4',
-                                '-p', 'cem.iterations:=1'])
+    namespace = '/ur5e_sim'
+    sim = subprocess.Popen([sys.executable, '-m', 'lewm_ros.nodes.sim_node', '--ros-args', '-r', f'__ns:={namespace}',
+                            '--params-file', str(world_spec('cube').folder / 'sim.yaml'), '-p', 'lock_step:=true',
+                            '-p', 'seed:=5'])
+    planner = start_cube_planner(namespace, tmp_path, image_size=64, lock_step=True, watchdog_timeout=30.0,
+                                 **{'cem.iterations': 1})
     rclpy.init()
     probe = rclpy.create_node('probe', namespace=namespace)
     states, grippers = [], []
