@@ -32,9 +32,9 @@ setup(
     python_requires='>=3.10',
     entry_points={
         'console_scripts': [
-            'planner_node = lewm_ros.nodes.planner_node:main',
-            'sim_node = lewm_ros.nodes.sim_node:main',
-            'recorder_node = lewm_ros.nodes.recorder_node:main',
+            'planner_node = lewm_ros.nodes:planner_node',
+            'sim_node = lewm_ros.nodes:sim_node',
+            'recorder_node = lewm_ros.nodes:recorder_node',
             'lewm-collect = lewm_ros.sim.collect:main',
             'lewm-ingest = lewm_ros.data.ingest:main',
             'lewm-train = lewm_ros.tools.train:main',

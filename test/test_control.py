@@ -15,7 +15,10 @@ from lewm_ros.planning.control import (
     HOLD_STALLED,
     INACTIVE,
     PLANNING,
+    REACHED,
     RUNNING,
+    STOPPED,
+    TIMED_OUT,
     WAITING_FOR_GOAL,
     WAITING_FOR_PLAN,
     ControlLoop,
@@ -37,7 +40,7 @@ class Reports:
         self.plans, self.errors, self.ticks = [], [], []
         self.event = threading.Event()
 
-    def on_plan(self, plan, not_finite, tick):
+    def on_plan(self, plan, not_finite, tick, request):
         self.plans.append((plan, not_finite))
         self.ticks.append(tick)
         self.event.set()
@@ -62,12 +65,13 @@ class GatedMPC(MPC):
         return super().solve(request)
 
 
-def make_loop(checkpoint, lock_step=False, enabled=True, mpc_class=MPC, kind='velocity'):
+def make_loop(checkpoint, lock_step=False, enabled=True, mpc_class=MPC, kind='velocity', mode='paper', **settings):
     low, high = ([-1.0, -1.0], [1.0, 1.0]) if kind == 'velocity' else ([-3.0, -3.0], [3.0, 3.0])
     mpc = mpc_class(load_checkpoint(checkpoint), Actuation(low, high, kind=kind),
-                    CEMConfig(samples=8, elites=2, iterations=1, horizon=2), MPCConfig(mode='paper'))
+                    CEMConfig(samples=8, elites=2, iterations=1, horizon=2), MPCConfig(mode=mode, execute_steps=1))
     reports = Reports()
-    loop = ControlLoop(mpc, LoopSettings(lock_step, WATCHDOG, enabled), reports.on_plan, reports.on_error)
+    loop = ControlLoop(mpc, LoopSettings(lock_step, WATCHDOG, enabled, **settings), reports.on_plan,
+                       reports.on_error)
     loop.activate()
     return loop, reports
 
@@ -253,3 +257,87 @@ def test_position_actions_hold_the_measured_joints_and_nothing_while_unknown(tin
     loop.set_joint_positions([0.5, -1.0])
     np.testing.assert_array_equal(loop.tick(0.1).command, [0.5, -1.0])
     np.testing.assert_array_equal(loop.deactivate(now=0.2), [0.5, -1.0])
+
+
+def run_plans(loop, reports, plans: int, now: float = 0.0) -> float:
+    """Tick in real time (replanning every step) until ``plans`` more plans have come back; returns the time."""
+    target = len(reports.plans) + plans
+    while len(reports.plans) < target:
+        loop.set_frame(frame(int(now * 10)), 'stamp', now=now)
+        loop.tick(now)
+        reports.wait()
+        now += 0.1
+    return now
+
+
+def test_the_goal_is_reached_after_goal_plans_within_tolerance_and_start_resumes(tiny_checkpoint, loops):
+    loop, reports = make_loop(tiny_checkpoint, mode='receding', goal_tolerance=1e9, goal_plans=2)
+    loops.append(loop)
+    loop.set_goal(frame(99))
+    now = run_plans(loop, reports, 1)
+    assert loop.tick(now).state != REACHED  # one plan within the tolerance is not enough
+    now = run_plans(loop, reports, 1, now)
+    tick = loop.tick(now)
+    assert tick.state == REACHED and loop.status(now).episode == 'reached'
+    np.testing.assert_array_equal(tick.command, HOLD)
+    plans = len(reports.plans)
+    assert loop.tick(now + 0.1).state == REACHED and len(reports.plans) == plans  # it holds, no more plans
+    assert loop.start_episode() is None
+    assert loop.tick(now + 0.2).state == WAITING_FOR_PLAN and loop.status(now).episode == 'planning'
+
+
+def test_a_goal_outside_the_tolerance_is_never_reached(tiny_checkpoint, loops):
+    loop, reports = make_loop(tiny_checkpoint, mode='receding', goal_tolerance=1e-9, goal_plans=1)
+    loops.append(loop)
+    loop.set_goal(frame(99))
+    now = run_plans(loop, reports, 3)
+    assert all(plan.goal_distance > 1e-9 for plan, _ in reports.plans)
+    assert loop.tick(now).state == RUNNING
+
+
+def test_an_episode_longer_than_max_duration_ends_as_a_timeout_and_a_new_goal_starts_another(tiny_checkpoint,
+                                                                                                loops):
+    loop, reports = make_loop(tiny_checkpoint, max_duration=2.0)
+    loops.append(loop)
+    loop.set_goal(frame(99))
+    loop.set_frame(frame(0), 'stamp', now=10.0)
+    assert loop.tick(10.0).state == WAITING_FOR_PLAN  # the episode's clock starts at its first tick
+    reports.wait()
+    loop.set_frame(frame(1), 'stamp', now=11.9)
+    assert loop.tick(11.9).state == RUNNING
+    loop.set_frame(frame(2), 'stamp', now=12.1)
+    tick = loop.tick(12.1)
+    assert tick.state == TIMED_OUT and loop.status(12.1).episode == 'timeout'
+    np.testing.assert_array_equal(tick.command, HOLD)
+    loop.set_goal(frame(98))
+    assert loop.tick(12.2).state == WAITING_FOR_PLAN
+
+
+def test_stop_holds_at_once_keeps_the_goal_and_start_resumes(tiny_checkpoint, loops):
+    loop, reports = make_loop(tiny_checkpoint)
+    loops.append(loop)
+    assert 'no goal' in loop.start_episode()
+    loop.set_goal(frame(99))
+    loop.set_frame(frame(0), 'stamp', now=0.0)
+    loop.tick(0.0)
+    reports.wait()
+    assert loop.tick(0.1).state == RUNNING
+    tick = loop.stop_episode(now=0.15)  # the hold to send now, not at the next tick
+    assert tick.state == STOPPED and loop.status(0.15).episode == 'stopped'
+    np.testing.assert_array_equal(tick.command, HOLD)
+    assert loop.tick(0.2).state == STOPPED and loop.mpc.goal is not None
+    assert loop.start_episode() is None
+    assert loop.tick(0.3).state == WAITING_FOR_PLAN  # a new episode: its first plan
+    loop.deactivate(now=0.4)
+    assert 'not active' in loop.start_episode()
+
+
+def test_an_ended_episode_sends_nothing_in_lock_step(tiny_checkpoint, loops):
+    loop, reports = make_loop(tiny_checkpoint, lock_step=True)
+    loops.append(loop)
+    loop.set_goal(frame(99))
+    loop.set_frame(frame(0), stamp=0, now=0.0)
+    reports.wait()
+    tick = loop.stop_episode(now=0.1)
+    assert tick.state == STOPPED and tick.command is None  # a hold command would step the world
+    assert loop.set_frame(frame(1), stamp=1, now=0.2).command is None

@@ -29,6 +29,10 @@ def test_every_distro_round_trips_in_both_storages(tmp_path, storage, distro):
     write_small_bag(tmp_path / 'bag', storage, distro)
     metadata = yaml.safe_load((tmp_path / 'bag' / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
     assert metadata['storage_identifier'] == storage and metadata['message_count'] == 2  # what ros2 bag reads
+    assert metadata['ros_distro'] == distro  # rosbags writes 'rosbags'
+    if storage == 'sqlite3':
+        with sqlite3.connect(tmp_path / 'bag' / 'bag.db3') as database:
+            assert database.execute('SELECT ros_distro FROM schema').fetchall() == [(distro,)]
     with BagReader(tmp_path / 'bag') as reader:
         assert reader.topics == {'/image': 'sensor_msgs/msg/Image', '/cmd_vel': 'geometry_msgs/msg/Twist'}
         image, twist = reader.messages(['/image', '/cmd_vel'])

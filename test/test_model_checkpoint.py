@@ -123,3 +123,27 @@ def test_the_action_prior_round_trips_and_old_checkpoints_have_none(tmp_path):
     assert loaded.prior.cfg == PriorConfig(horizon=4, hidden=32)
     plain = load_checkpoint(save_checkpoint(tmp_path / 'plain.safetensors', model, [0, 0], [1, 1]))
     assert plain.prior is None
+
+
+def test_the_frame_decoder_round_trips_beside_the_prior_and_a_malformed_one_is_named(tmp_path):
+    from lewm_ros.model.decoder import DecoderConfig, FrameDecoder
+
+    torch.manual_seed(0)
+    model = WorldModel(preset('small')).eval()
+    cfg = model.cfg
+    decoder = FrameDecoder(DecoderConfig((16, 8, 8, 8)), cfg.embed_dim, cfg.image_size).eval()
+    decoder.start_at(torch.randn(10, cfg.embed_dim), torch.rand(cfg.image_size, cfg.image_size, 3))
+    path = save_checkpoint(tmp_path / 'with_decoder.safetensors', model, [0, 0], [1, 1], decoder=decoder)
+    loaded = load_checkpoint(path)
+    emb = torch.randn(3, cfg.embed_dim)
+    torch.testing.assert_close(loaded.decoder(emb), decoder(emb))
+    assert loaded.decoder.frames(emb).shape == (3, cfg.image_size, cfg.image_size, 3) and loaded.prior is None
+    assert load_checkpoint(save_checkpoint(tmp_path / 'plain.safetensors', model, [0, 0], [1, 1])).decoder is None
+
+    with safe_open(str(path), framework='pt') as f:
+        header = {**f.metadata(), 'decoder_config': json.dumps({'channels': [16, 8, 8]})}  # one stage short
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    forged = tmp_path / 'forged.safetensors'
+    save_file(tensors, str(forged), metadata=header)
+    with pytest.raises(CheckpointError, match='malformed frame decoder'):
+        load_checkpoint(forged)

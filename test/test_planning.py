@@ -325,7 +325,7 @@ def test_the_worker_owns_the_request_in_flight_and_installs_its_plan(checkpoint)
 
     mpc, lock, done = make_mpc(checkpoint), threading.Lock(), threading.Event()
     reports = []
-    worker = PlanWorker(mpc, lock, lambda plan, installed: (reports.append((plan, installed)), done.set()),
+    worker = PlanWorker(mpc, lock, lambda plan, installed, request: (reports.append((plan, installed)), done.set()),
                         lambda err: reports.append(err))
     try:
         with lock:

@@ -200,3 +200,29 @@ def test_sigint_closes_the_bag_of_a_discovering_recorder_process(tmp_path):
     with BagReader(bag) as reader:
         numbers = [int(image_to_rgb(message.msg)[0, 0, 0]) for message in reader.messages(['/image'])]
     assert numbers and numbers == sorted(numbers) and set(numbers) <= set(range(10)), output
+
+
+def test_a_latched_publisher_that_appears_after_the_bag_opened_is_recorded_latched(tmp_path):
+    rclpy.init()
+    try:
+        recorder = RecorderNode(parameter_overrides=parameters(
+            tmp_path, topics=['goal_image', 'command'],
+            types=['sensor_msgs/msg/Image', 'std_msgs/msg/Float64MultiArray'], reliability='reliable'))
+        talker = rclpy.create_node('late_talker')
+        spinning = Spinning(recorder, talker)
+        assert recorder.start_episode() is not None  # the bag opens while nobody publishes either topic
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        goal = talker.create_publisher(Image, 'goal_image', latched)
+        wait_for(lambda: goal.get_subscription_count() > 0, what='discovery')
+        goal.publish(Image(**{**rgb_to_image_fields(frame(1)), 'data': frame(1).tobytes()}))
+        wait_for(lambda: recorder._message_count == 1, what='the goal to be recorded')
+        bag = recorder.stop_episode()
+        spinning.stop()
+        recorder.destroy_node()
+        talker.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    with BagReader(bag) as reader:
+        assert [qos.latched for qos in reader.offered_qos('/goal_image')] == [True]  # replays latched
+        assert [qos.latched for qos in reader.offered_qos('/command')] == [False]  # never published: the default
+        assert reader.message_count('/goal_image') == 1 and reader.message_count('/command') == 0

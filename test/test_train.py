@@ -189,7 +189,7 @@ def test_schedule_follows_the_official_curve_for_an_epoch_count():
     assert Schedule.of(TrainConfig(epochs=10, batch_size=128), train_clips=1280, ranks=2).steps == 50
 
 
-def test_action_prior_section_trains_a_prior_that_beats_the_mean_action(tmp_path, bags):
+def test_action_prior_and_frame_decoder_train_on_the_frozen_model(tmp_path, bags):
     out = tmp_path / 'with_prior'
     config = write_config(tmp_path, bags, out)
     raw = yaml.safe_load(config.read_text())
@@ -204,6 +204,23 @@ def test_action_prior_section_trains_a_prior_that_beats_the_mean_action(tmp_path
     assert report['train_relative_mse'] < 0.9  # its mean fits the actions better than the mean action
     assert np.isfinite(report['relative_mse'])  # held out: 2 episodes here, too few to test generalisation
     torch.testing.assert_close(ckpt.model.state_dict(), params_of(out / 'last.safetensors'))  # the model is frozen
+
+    # then a frame decoder for the same checkpoint: the world model and the prior stay as they were
+    with_decoder = tmp_path / 'with_decoder'
+    result = run_trainer(config, f'decoder.init_from={out / "model.safetensors"}', f'train.out_dir={with_decoder}',
+                         'decoder.channels=[16,16,8,8]', 'decoder.steps=300', 'decoder.batch_size=32')
+    assert result.returncode == 0, result.stderr
+    assert 'frame decoder: held-out pixel MSE' in result.stdout
+    decoded = load_checkpoint(with_decoder / 'model.safetensors')
+    torch.testing.assert_close(decoded.model.state_dict(), ckpt.model.state_dict())  # no gradient reached it
+    torch.testing.assert_close(decoded.prior.state_dict(), ckpt.prior.state_dict())
+    assert decoded.metadata['prior'] == ckpt.metadata['prior']
+    report = decoded.metadata['decoder']
+    # it reads the frame from the latents (a 40-step model, 300 decoder steps: measured 0.48x the mean frame's)
+    assert report['train_mse_end'] < 0.9 * report['train_mse_start'], report
+    assert report['val_mse'] < 0.8 * report['mean_frame_mse'], report
+    frames = decoded.decoder.frames(decoded.model.encode(torch.zeros(2, 64, 64, 3, dtype=torch.uint8)))
+    assert frames.shape == (2, 64, 64, 3) and frames.dtype == torch.uint8
 
 
 def test_cpu_bf16_autocasts_the_step_and_keeps_fp32_weights():

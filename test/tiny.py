@@ -6,6 +6,7 @@ import torch
 
 from lewm_ros.model.checkpoint import save_checkpoint
 from lewm_ros.model.config import ModelConfig, preset
+from lewm_ros.model.decoder import DecoderConfig, FrameDecoder
 from lewm_ros.model.world_model import WorldModel
 
 # stride-2 CNN layers down to 4 px: 16 px frames (unit tests) or the simulated worlds' 64 px ones
@@ -30,12 +31,14 @@ def randomise_modulation(model: WorldModel, std: float = 0.2) -> WorldModel:
     return model
 
 
-def save_tiny(path: Path, image_size: int = 16, seed: int = 0, acting: bool = True, **overrides) -> Path:
+def save_tiny(path: Path, image_size: int = 16, seed: int = 0, acting: bool = True, decoder: bool = False,
+              **overrides) -> Path:
     """A randomly initialised tiny model as a checkpoint (actions z-scored with mean 0, std 1); ``acting``: its
-    actions change its predictions, as a trained model's do."""
+    actions change its predictions, as a trained model's do; ``decoder``: with an (untrained) frame decoder."""
     torch.manual_seed(seed)
     cfg = tiny_config(image_size, **overrides)
     model = WorldModel(cfg)
     if acting:
         randomise_modulation(model, std=0.5)
-    return save_checkpoint(path, model.eval(), [0.0] * cfg.action_dim, [1.0] * cfg.action_dim)
+    frames = FrameDecoder(DecoderConfig((8, 8)), cfg.embed_dim, image_size) if decoder else None
+    return save_checkpoint(path, model.eval(), [0.0] * cfg.action_dim, [1.0] * cfg.action_dim, decoder=frames)

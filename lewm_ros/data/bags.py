@@ -9,6 +9,7 @@ distros) fall back to the typestore of the distro named in their metadata, else 
 import contextlib
 import functools
 import re
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +193,7 @@ class BagWriter:
     def __init__(self, path, storage: str = 'mcap', distro: str = DEFAULT_DISTRO):
         if storage not in STORAGES:
             raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {storage!r}')
-        self.path = Path(path)
+        self.path, self.distro, self.storage = Path(path), distro, storage
         self.typestore = typestore_for(distro)
         self._writer = Writer(self.path, version=_BAG_VERSION, storage_plugin=STORAGES[storage])
         self._writer.open()
@@ -217,6 +218,9 @@ class BagWriter:
         self._connections[topic] = self._writer.add_connection(
             topic, msgtype, typestore=self.typestore, offered_qos_profiles=[profile.profile() for profile in qos])
 
+    def has_topic(self, topic: str) -> bool:
+        return resolve_topic(topic) in self._connections
+
     def message(self, msgtype: str, **fields):
         """Build a rosbags message of ``msgtype`` from its fields."""
         return self.typestore.types[msgtype](**fields)
@@ -240,3 +244,16 @@ class BagWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            self._name_the_distro()
+
+    def _name_the_distro(self) -> None:
+        """rosbags writes ``ros_distro: rosbags``: name the distro the bag's types come from, in metadata.yaml (what
+        ``ros2 bag info`` and readers show) and in a sqlite3 bag's schema table. An mcap file keeps rosbags'
+        embedded copy of the metadata (rewriting it means rewriting the file)."""
+        metadata = self.path / 'metadata.yaml'
+        named = metadata.with_suffix('.yaml.tmp')
+        named.write_text(metadata.read_text().replace('ros_distro: rosbags\n', f'ros_distro: {self.distro}\n'))
+        named.replace(metadata)  # never a half-written metadata.yaml
+        if self.storage == 'sqlite3':
+            with contextlib.closing(sqlite3.connect(self.path / f'{self.path.name}.db3')) as db, db:
+                db.execute('UPDATE schema SET ros_distro = ?', (self.distro,))

@@ -1,9 +1,10 @@
 """Self-describing, pickle-free checkpoints.
 
 One safetensors file holds the weights (``model.*``), the action normalisation statistics
-(``action.mean``, ``action.std``) and optional extra tensors (``extra.*``, the trainer's optimiser
-state in resumable checkpoints); its string metadata holds the model config, image size,
-frameskip and a free-form JSON dict. Loading never unpickles anything, and every failure is one
+(``action.mean``, ``action.std``), optional parts trained on the frozen model (``prior.*``, the action
+prior; ``decoder.*``, the frame decoder; each with its config in the header) and optional extra tensors
+(``extra.*``, the trainer's optimiser state in resumable checkpoints); its string metadata holds the model
+config, image size, frameskip and a free-form JSON dict. Loading never unpickles anything, and every failure is one
 ``CheckpointError`` naming the file and the problem.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
+from .decoder import DecoderConfig, FrameDecoder
 from .prior import ActionPrior, PriorConfig
 from .world_model import WorldModel
 
@@ -40,6 +42,7 @@ class Checkpoint:
     path: Path | None = None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. the trainer's optimiser state
     prior: ActionPrior | None = None  # the optional goal-conditioned action prior (lewm_ros.model.prior)
+    decoder: FrameDecoder | None = None  # the optional frame decoder, for looking (lewm_ros.model.decoder)
 
     @property
     def config(self) -> ModelConfig:
@@ -80,6 +83,7 @@ def save_checkpoint(
     metadata: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
     prior: ActionPrior | None = None,
+    decoder: FrameDecoder | None = None,
 ) -> Path:
     path = Path(path)
     cfg = model.cfg
@@ -91,8 +95,9 @@ def save_checkpoint(
     tensors['action.mean'] = torch.from_numpy(action_mean)
     tensors['action.std'] = torch.from_numpy(action_std)
     tensors.update({f'extra.{k}': v.detach().cpu().contiguous() for k, v in (extra_tensors or {}).items()})
-    if prior is not None:
-        tensors.update({f'prior.{k}': v.detach().cpu().contiguous() for k, v in prior.state_dict().items()})
+    for name, part in (('prior', prior), ('decoder', decoder)):
+        if part is not None:
+            tensors.update({f'{name}.{k}': v.detach().cpu().contiguous() for k, v in part.state_dict().items()})
     header = {
         'format': FORMAT,
         'config': json.dumps(cfg.to_dict()),
@@ -100,8 +105,9 @@ def save_checkpoint(
         'frameskip': str(cfg.frameskip),
         'metadata': json.dumps(metadata or {}),
     }
-    if prior is not None:
-        header['prior_config'] = json.dumps(prior.cfg.to_dict())
+    for name, part in (('prior', prior), ('decoder', decoder)):
+        if part is not None:
+            header[f'{name}_config'] = json.dumps(part.cfg.to_dict())
     from safetensors.torch import save_file  # imported here: the model runs where torch alone is installed
 
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
@@ -154,13 +160,21 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Che
     model.load_state_dict(state)
     if not (np.isfinite(action_mean).all() and np.isfinite(action_std).all() and (action_std > 0).all()):
         raise fail('action statistics are not finite and positive')
-    prior = None
-    if 'prior_config' in header:  # optional: checkpoints without a prior load as before
+    parts = {  # optional: checkpoints without them load as before
+        'prior': ('action prior', lambda config: ActionPrior(PriorConfig(**config), cfg.embed_dim, cfg.history,
+                                                              cfg.action_block_dim)),
+        'decoder': ('frame decoder', lambda config: FrameDecoder(DecoderConfig(**config), cfg.embed_dim,
+                                                                  cfg.image_size))}
+    loaded = {}
+    for name, (what, build) in parts.items():
+        if f'{name}_config' not in header:
+            loaded[name] = None
+            continue
         try:
-            prior = ActionPrior(PriorConfig(**json.loads(header['prior_config'])), cfg.embed_dim, cfg.history,
-                                cfg.action_block_dim)
-            prior.load_state_dict({k.removeprefix('prior.'): v for k, v in tensors.items() if k.startswith('prior.')})
+            part = build(json.loads(header[f'{name}_config']))
+            part.load_state_dict({k.removeprefix(f'{name}.'): v for k, v in tensors.items()
+                                  if k.startswith(f'{name}.')})
         except (TypeError, ValueError, RuntimeError) as e:
-            raise fail(f'malformed action prior: {e}') from None
-        prior = prior.to(device).eval()
-    return Checkpoint(model.to(device).eval(), action_mean, action_std, metadata, path, extra, prior)
+            raise fail(f'malformed {what}: {e}') from None
+        loaded[name] = part.to(device).eval()
+    return Checkpoint(model.to(device).eval(), action_mean, action_std, metadata, path, extra, **loaded)

@@ -19,8 +19,9 @@ from lewm_ros.data.images import rgb_to_image_fields
 
 IMAGE_QOS = {'sensor_data': QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability),
              'reliable': QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)}
+LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
 # A latched goal publisher needs a transient-local subscription, a plain one (``ros2 topic pub``) a volatile one.
-GOAL_QOS = (QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE),
+GOAL_QOS = (LATCHED_QOS,
             QoSProfile(depth=1, durability=DurabilityPolicy.VOLATILE, reliability=ReliabilityPolicy.BEST_EFFORT))
 _DIAGNOSTIC_LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN, 'error': DiagnosticStatus.ERROR}
 _TYPECODES = {np.dtype(np.float64): 'd', np.dtype(np.float32): 'f', np.dtype(np.uint8): 'B'}
@@ -79,10 +80,17 @@ def topic_qos(profile: QoSProfile) -> TopicQos:
                     latched=profile.durability == DurabilityPolicy.TRANSIENT_LOCAL, depth=profile.depth)
 
 
-def diagnostics_msg(status, device, stamp_ns: int) -> DiagnosticArray:
-    """The planner's DiagnosticArray of a ``lewm_ros.planning.control.LoopStatus``."""
+def status_msg(status, device, name: str = 'lewm_ros: planner episode', message: str | None = None) -> DiagnosticStatus:
+    """A ``lewm_ros.planning.control.LoopStatus`` as a DiagnosticStatus: by default the episode's state (idle,
+    planning, reached, stopped, timeout) as the message (``~/status``); every figure, why it holds among them
+    ('state'), as values."""
     values = {**status.values(), 'device': device}
-    message = DiagnosticStatus(level=_DIAGNOSTIC_LEVELS[status.level], name='lewm_ros: planner',
-                               message=status.state, hardware_id=str(device),
-                               values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-    return DiagnosticArray(header=stamped_header(stamp_ns), status=[message])
+    return DiagnosticStatus(level=_DIAGNOSTIC_LEVELS[status.level], name=name,
+                            message=status.episode if message is None else message, hardware_id=str(device),
+                            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
+def diagnostics_msg(status, device, stamp_ns: int) -> DiagnosticArray:
+    """The planner's DiagnosticArray of a ``lewm_ros.planning.control.LoopStatus`` (the loop's state as message)."""
+    return DiagnosticArray(header=stamped_header(stamp_ns),
+                           status=[status_msg(status, device, 'lewm_ros: planner', status.state)])

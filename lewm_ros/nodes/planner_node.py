@@ -9,7 +9,13 @@ sensor-data or reliable, depth 1), ``goal_image`` (Image, latched or not; or the
 new goal starts an episode) and, for position commands, ``joint_states``. Publishes ``command`` (``command_type``:
 Float64MultiArray, JointTrajectory, TwistStamped or Twist; a twist-driven arm's gripper on ``gripper_topic``),
 ``diagnostics`` (DiagnosticArray: state, plan time, frame age, cost, surprise, device; after every plan and once
-a second) and ``surprise`` (Float32, the latent prediction error of the last executed action block).
+a second), ``surprise`` (Float32, the latent prediction error of the last executed action block) and
+``~/status`` (DiagnosticStatus, latched: the episode's state, idle, planning, reached, stopped or timeout, as the
+message, why it holds as the value ``state``; on every change). Only while someone subscribes, once per plan and
+with the stamp of the camera frame the plan answered: ``~/debug_image`` (camera | goal with the cost, plan time,
+frame age and state) and ``~/imagined`` (the chosen plan's predicted frames, one per block, drawn by the
+checkpoint's frame decoder). Services (std_srvs/Trigger): ``~/start`` a new episode on the current goal,
+``~/stop`` hold now and keep the goal.
 
 What to command and when to hold is ``lewm_ros.planning.control.ControlLoop``'s decision (real time or lock step,
 and every hold reason are documented there); this node is the ROS plumbing around it. Parameters are validated
@@ -19,22 +25,35 @@ and every hold reason are documented there); this node is the ROS plumbing aroun
 """
 
 import gc
+import threading
 import time
 
 import numpy as np
 import torch
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32, Float64MultiArray
+from std_srvs.srv import Trigger
 
 from lewm_ros.data.images import ImageDecodeError, image_to_rgb, read_image_file, resize_rgb
 from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint
 from lewm_ros.model.device import resolve_device
-from lewm_ros.nodes.conversions import GOAL_QOS, IMAGE_QOS, command_class, command_msg, diagnostics_msg, float_array_msg
+from lewm_ros.nodes.conversions import (
+    GOAL_QOS,
+    IMAGE_QOS,
+    LATCHED_QOS,
+    command_class,
+    command_msg,
+    diagnostics_msg,
+    float_array_msg,
+    status_msg,
+)
 from lewm_ros.nodes.parameters import ParameterBinding
+from lewm_ros.nodes.plan_views import PlanViews
 from lewm_ros.nodes.spinning import run_node
 from lewm_ros.paths import DEFAULT_CHECKPOINT
 from lewm_ros.planning import MPC, CEMConfig, MPCConfig
@@ -49,6 +68,7 @@ class PlannerNode(LifecycleNode):
         super().__init__('planner_node', **kwargs)
         self.checkpoint = self.loop = self.command_pub = self.gripper_pub = self.device = self.image_size = None
         self._entities, self._warned = [], {}  # log message -> when it was last logged
+        self.goal_image, self._status_key, self._status_lock = None, None, threading.Lock()
         self.parameters = ParameterBinding(self, SECTIONS, check=self._check, apply=self._apply, fixed=self._fixed)
         self.config, _, _ = self.parameters.check()
         self.startup_error = 'configure raised'  # replaced by the reason when it fails as it should
@@ -112,13 +132,20 @@ class PlannerNode(LifecycleNode):
                                                            10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, 'diagnostics', 10)
         self.surprise_pub = self.create_publisher(Float32, 'surprise', 10)
+        self.status_pub = self.create_publisher(DiagnosticStatus, '~/status', LATCHED_QOS)
+        self.views = PlanViews(self)
+        # a goal publisher is heard by the subscription of its durability; the other one's 'incompatible QoS' is
+        # expected, not worth a warning
+        quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
         self._entities = [
-            self.command_pub, self.diagnostics_pub, self.surprise_pub,
+            self.command_pub, self.diagnostics_pub, self.surprise_pub, self.status_pub, *self.views.publishers,
             self.create_subscription(CompressedImage if config.compressed else Image, config.image_topic,
                                      self._on_image, IMAGE_QOS[config.image_qos], callback_group=frames),
-            *(self.create_subscription(Image, config.goal_topic, self._on_goal, qos, callback_group=frames)
-              for qos in GOAL_QOS),
+            *(self.create_subscription(Image, config.goal_topic, self._on_goal, qos, callback_group=frames,
+                                       event_callbacks=quiet) for qos in GOAL_QOS),
             self.create_timer(1.0, self._publish_diagnostics, callback_group=control),
+            self.create_service(Trigger, '~/start', self._on_start, callback_group=control),
+            self.create_service(Trigger, '~/stop', self._on_stop, callback_group=control),
         ]
         if config.gripper_topic:
             self.gripper_pub = self.create_lifecycle_publisher(Float64MultiArray, config.gripper_topic, 10)
@@ -132,12 +159,29 @@ class PlannerNode(LifecycleNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         self.loop.activate()
         self.get_logger().info('active: commanding')
-        return super().on_activate(state)  # activates the command publisher
+        result = super().on_activate(state)  # activates the command publisher
+        self._report_status()
+        return result
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._hold()
         self.get_logger().info('inactive: holding, no more commands')
+        self._report_status()
         return super().on_deactivate(state)
+
+    def _on_start(self, request, response):
+        reason = self.loop.start_episode()
+        response.success, response.message = reason is None, reason or 'started a new episode on the current goal'
+        self.get_logger().info(f'~/start: {response.message}')
+        self._send(self.loop.tick(time.monotonic()))
+        return response
+
+    def _on_stop(self, request, response):
+        self._send(self.loop.stop_episode(time.monotonic()))
+        response.success, response.message = True, 'stopped: holding; the goal is kept (~/start resumes)'
+        self.get_logger().info(f'~/stop: {response.message}')
+        self._report_status()
+        return response
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         self.stop()
@@ -154,7 +198,8 @@ class PlannerNode(LifecycleNode):
         if self.loop is not None:
             self.loop.stop()
         destroy = {'Subscription': self.destroy_subscription, 'Publisher': self.destroy_publisher,
-                   'LifecyclePublisher': self.destroy_lifecycle_publisher, 'Timer': self.destroy_timer}
+                   'LifecyclePublisher': self.destroy_lifecycle_publisher, 'Timer': self.destroy_timer,
+                   'Service': self.destroy_service}
         for entity in self._entities:
             destroy[type(entity).__name__](entity)
         self._entities, self.loop, self.checkpoint, self.command_pub, self.gripper_pub = [], None, None, None, None
@@ -167,12 +212,16 @@ class PlannerNode(LifecycleNode):
         try:
             return np.array(resize_rgb(image_to_rgb(msg), self.image_size))  # a copy: msg buffers get reused
         except ImageDecodeError as err:
-            # throttled per reason (rclpy throttles per call site: one bad stream would hide another)
-            message, now = f'ignoring {what}: {err}', time.monotonic()
-            if now - self._warned.get(message, -np.inf) > 2.0:
-                self._warned[message] = now
-                self.get_logger().warning(message)
+            self.warn(f'ignoring {what}: {err}')
             return None
+
+    def warn(self, message: str, every: float = 2.0) -> None:
+        """A warning at most once per ``every`` seconds per message (rclpy throttles per call site: one bad stream
+        would hide another)."""
+        now = time.monotonic()
+        if message not in self._warned or now - self._warned[message] > every:
+            self._warned[message] = now
+            self.get_logger().warning(message)
 
     def _on_image(self, msg) -> None:
         frame, loop = self._decode(msg, 'image'), self.loop
@@ -186,6 +235,7 @@ class PlannerNode(LifecycleNode):
 
     def _set_goal(self, goal: np.ndarray) -> None:
         if self.loop is not None and self.loop.set_goal(goal):  # False for a repeat (both subscriptions hear it)
+            self.goal_image = goal
             self.get_logger().info('new goal')
             self._publish_diagnostics()
 
@@ -203,6 +253,18 @@ class PlannerNode(LifecycleNode):
     def _send(self, tick: Tick | None) -> None:
         if tick is not None:
             self._publish(tick.command)
+            self._report_status()
+
+    def _report_status(self) -> None:
+        """Publish ``~/status`` when the episode's state or the reason for it changed."""
+        loop = self.loop
+        if loop is None:
+            return
+        with self._status_lock:  # ticks come from the timer, frames and the planning thread
+            status = loop.status(time.monotonic())
+            if (status.episode, status.state) != self._status_key:
+                self._status_key = status.episode, status.state
+                self.status_pub.publish(status_msg(status, self.device))
 
     def _hold(self) -> None:
         """Command a hold once, while the publishers are still active (a UR twist_controller keeps the last twist)."""
@@ -221,13 +283,16 @@ class PlannerNode(LifecycleNode):
             positions=config.action_kind == 'position', duration_s=1.0 / config.control_rate,
             frame_id=config.command_frame, twist_fields=config.twist_fields))
 
-    def _on_plan(self, plan, not_finite: bool, tick: Tick | None) -> None:
+    def _on_plan(self, plan, not_finite: bool, tick: Tick | None, request) -> None:
         if not_finite:
             self.get_logger().error(f'plan is not finite (cost {plan.cost}): holding', throttle_duration_sec=5.0)
         if plan.surprise is not None:
             self.surprise_pub.publish(Float32(data=plan.surprise))
         self._publish_diagnostics()
         self._send(tick)
+        loop, checkpoint = self.loop, self.checkpoint
+        if loop is not None and checkpoint is not None:  # (None: released meanwhile)
+            self.views.publish(plan, request, loop, self.goal_image, checkpoint.decoder)
 
     def _on_plan_error(self, err: Exception, tick: Tick | None) -> None:
         self.get_logger().error(f'planning failed: {err}', throttle_duration_sec=5.0)

@@ -129,20 +129,27 @@ class RecorderNode(Node):
             with self._lock:
                 self._types[topic] = type_name
                 if self._writer is not None:
-                    self._writer.add_topic(topic, type_name, self._offered_qos(topic))
+                    self._register(self._writer, topic)
             self.get_logger().info(f'recording {topic} [{type_name}]')
         if len(self._types) == len(self._wanted) and self._discovery_timer is not None:
             self._discovery_timer.cancel()
 
-    def _offered_qos(self, topic: str) -> list[TopicQos]:
-        """What the topic's publishers offer as the bag opens, as ``ros2 bag record`` writes it (a latched topic then
-        replays latched); reliable and volatile when no publisher is known yet."""
-        return [topic_qos(info.qos_profile) for info in self.get_publishers_info_by_topic(topic)] or [TopicQos()]
+    def _register(self, writer: BagWriter, topic: str, fallback: bool = False) -> None:
+        """Add ``topic`` to the bag with the QoS its publishers offer, as ``ros2 bag record`` writes it (a latched
+        topic then replays latched). While no publisher is known, its first message registers it (registered
+        before, a latched goal publisher that came later was recorded as volatile and its replay lost the goal);
+        a topic that never had one is registered as the bag closes. ``fallback``: reliable and volatile when no
+        publisher is known."""
+        offered = [topic_qos(info.qos_profile) for info in self.get_publishers_info_by_topic(topic)]
+        if offered or fallback:
+            writer.add_topic(topic, self._types[topic], offered or [TopicQos()])
 
     def _on_message(self, topic: str, data: bytes) -> None:
         stamp_ns = self.get_clock().now().nanoseconds
         with self._lock:
             if self._writer is not None:
+                if not self._writer.has_topic(topic):
+                    self._register(self._writer, topic, fallback=True)  # (its publisher may have left already)
                 self._writer.write_raw(topic, data, stamp_ns)
                 self._message_count += 1
 
@@ -180,8 +187,8 @@ class RecorderNode(Node):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = BagWriter(path, self.config.storage)
-            for topic, type_name in self._types.items():
-                writer.add_topic(topic, type_name, self._offered_qos(topic))
+            for topic in self._types:
+                self._register(writer, topic)
         except Exception as err:  # filesystem or rosbags: report it, the node keeps running
             self.refusal = f'cannot open bag {path}: {err}'
             self.get_logger().error(self.refusal)
@@ -193,6 +200,9 @@ class RecorderNode(Node):
 
     def _close_bag(self) -> Path:
         writer, self._writer = self._writer, None
+        for topic in self._types:
+            if not writer.has_topic(topic):
+                self._register(writer, topic, fallback=True)
         writer.close()
         self.last_bag = writer.path
         self.get_logger().info(f'episode stopped: {writer.path} ({self._message_count} messages)')

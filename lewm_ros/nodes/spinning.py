@@ -41,6 +41,12 @@ def spin_until_signal(node: Node, executor: Executor | None = None) -> None:
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     finally:
+        # Callbacks still running on a MultiThreadedExecutor's pool: Jazzy's Executor.shutdown means to wait for
+        # them but skips it (it tests _is_shutdown just after setting it), destroys its guard condition, and the
+        # finishing callback then printed 'exception was never retrieved: ... destruction was requested'.
+        pool = getattr(executor, '_executor', None)
+        if pool is not None:
+            pool.shutdown(wait=True)
         # now, while the context lives: left to the garbage collector, rclpy destroyed its guard condition after
         # rclpy.shutdown and printed a traceback (seen from sim_node under ros2 launch)
         executor.shutdown(timeout_sec=5.0)

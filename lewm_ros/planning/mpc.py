@@ -138,6 +138,7 @@ class PlanRequest:
     cem: CEM
     config: MPCConfig
     actuation: Actuation
+    stamp: object = None  # the caller's tag of the frame at ``step`` (planner_node: its header stamp)
 
 
 @dataclass
@@ -150,6 +151,7 @@ class Plan:
     cost: float
     surprise: float | None  # latent prediction error of the block executed last, None without history
     seconds: float
+    goal_distance: float | None = None  # latent cost of the frame planned from (squared L2 to the goal)
 
     @property
     def finite(self) -> bool:
@@ -283,11 +285,8 @@ class MPC:
         """
         started = time.perf_counter()
         device, T = self.device, self.history
-        emb = self.model.encode(torch.as_tensor(request.frames, device=device))  # (n, D)
-        blocks = torch.as_tensor(request.blocks, device=device)  # (n-1, K)
+        emb, blocks, observed, past = self._context(request)
         n = emb.shape[0]
-        observed = emb[max(0, n - T):][None]  # (1, T0, D)
-        past = blocks[max(0, n - T):][None]  # (1, T0-1, K)
         cost = LatentCost(self.model, observed, past, request.goal, request.config.intermediate_weight,
                           request.config.objective, self._rollout(request.config.capture))
         warm = None if request.warm_start is None else torch.as_tensor(request.warm_start, device=device)  # (H, K)
@@ -310,11 +309,28 @@ class MPC:
             context = slice(max(0, n - 1 - T), n - 1)
             predicted = self.model.predict(emb[context][None], blocks[context][None])[0, -1]  # (D,)
             surprise = float((predicted - emb[-1]).square().sum())
+        goal_distance = float((emb[-1] - request.goal).square().sum())
         blocks_out = mean.cpu().numpy()  # (H, K)
         raw = self.denormalise(blocks_out.reshape(-1, self.action_dim))  # (H*fs, A)
         actions = np.clip(raw, *request.actuation.model_limits).astype(np.float32)  # (H*fs, A)
         return Plan(request.step, request.episode, blocks_out, actions, int(arrival), float(final_cost), surprise,
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, goal_distance)
+
+    def _context(self, request: PlanRequest):
+        """The request's frames encoded (n, D) and blocks (n-1, K); the last ``history`` of them as the predictor
+        reads them: observed (1, T0, D), past (1, T0-1, K)."""
+        emb = self.model.encode(torch.as_tensor(request.frames, device=self.device))  # (n, D)
+        blocks = torch.as_tensor(request.blocks, device=self.device)  # (n-1, K)
+        first = max(0, emb.shape[0] - self.history)
+        return emb, blocks, emb[first:][None], blocks[first:][None]
+
+    @torch.inference_mode()
+    def imagine(self, request: PlanRequest, plan: Plan) -> torch.Tensor:
+        """What the model predicts ``plan`` (made for ``request``) leads to: embeddings (H, D), one per block. For
+        looking (the node decodes them); one extra rollout of one candidate, paid only when asked."""
+        _, _, observed, past = self._context(request)
+        actions = torch.cat([past, torch.as_tensor(plan.blocks, device=self.device)[None]], dim=1)  # (1, T0-1+H, K)
+        return self.model.rollout(observed, actions)[0]  # (H, D)
 
     @staticmethod
     def noise_seed(request: PlanRequest) -> int:

@@ -58,6 +58,13 @@ class PlannerConfig:
     watchdog_timeout: float = setting(1.0, 'seconds without a fresh frame or a requested plan before holding',
                                       low=0.01, high=3600.0, live=True)
     enabled: bool = setting(True, 'false: dry run (plans and diagnostics, no commands)', live=True)
+    goal_tolerance: float = setting(0.0, 'latent cost (squared distance of the frame to the goal in the embedding '
+                                    'space) at or below which the goal counts as reached: the episode ends and '
+                                    'holds; 0 = never (plan on)', low=0.0, high=1e9, live=True)
+    goal_plans: int = setting(2, 'plans in a row that must start within goal_tolerance before the goal counts as '
+                              'reached', low=1, high=1000, live=True)
+    max_duration: float = setting(0.0, 'seconds an episode may last before it ends as timeout and holds; 0 = no '
+                                  'limit', low=0.0, high=1e6, live=True)
 
     def validate(self, action_dim: int | None = None) -> None:
         """Raise ValueError with the reason when a value is invalid (for a model with ``action_dim`` actions,
@@ -93,4 +100,5 @@ class PlannerConfig:
         return command[:len(self.twist_fields)], command[len(self.twist_fields):]
 
     def loop_settings(self) -> LoopSettings:
-        return LoopSettings(self.lock_step, self.watchdog_timeout, self.enabled)
+        return LoopSettings(self.lock_step, self.watchdog_timeout, self.enabled, self.goal_tolerance, self.goal_plans,
+                            self.max_duration)

@@ -2,7 +2,7 @@
 
 The worker is the one owner of the request in flight. The control tick, holding ``lock``, asks ``busy`` and
 ``submit``s the MPC's request; the thread solves it without the lock (``MPC.solve`` reads only the request),
-installs the plan under the lock, then reports it through ``on_plan(plan, installed)`` outside the lock.
+installs the plan under the lock, then reports it through ``on_plan(plan, installed, request)`` outside the lock.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from lewm_ros.planning.mpc import MPC, Plan, PlanRequest
 
 
 class PlanWorker:
-    def __init__(self, mpc: MPC, lock: threading.Lock, on_plan: Callable[[Plan, bool], None],
+    def __init__(self, mpc: MPC, lock: threading.Lock, on_plan: Callable[[Plan, bool, PlanRequest], None],
                  on_error: Callable[[Exception], None]):
         self.mpc, self.lock, self.on_plan, self.on_error = mpc, lock, on_plan, on_error
         self._request: PlanRequest | None = None
@@ -60,7 +60,7 @@ class PlanWorker:
             with self.lock:
                 installed = self.mpc.install(plan)
                 self._request = None
-            self.on_plan(plan, installed)
+            self.on_plan(plan, installed, request)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the thread (a plan in progress finishes first)."""

@@ -82,10 +82,12 @@ def encode_cache(ckpt: Checkpoint, cache: TrainingCache, batch: int, progress: b
 
 
 def train_prior(ckpt: Checkpoint, cache_dir, cfg: PriorTrainConfig, val_fraction: float = 0.1, seed: int = 0,
-                progress: bool = True) -> tuple[ActionPrior, dict]:
-    """A trained ``ActionPrior`` for ``ckpt`` (frozen) and a report of its held-out fit."""
+                progress: bool = True, embeddings: torch.Tensor | None = None) -> tuple[ActionPrior, dict]:
+    """A trained ``ActionPrior`` for ``ckpt`` (frozen) and a report of its held-out fit.
+    embeddings: (F, D) of every cache frame, when already computed."""
     cache = TrainingCache(cache_dir)
-    embeddings = encode_cache(ckpt, cache, cfg.encode_batch, progress)
+    if embeddings is None:
+        embeddings = encode_cache(ckpt, cache, cfg.encode_batch, progress)
     train_set, val_set = (PriorExamples(cache, embeddings, ckpt, cfg.horizon, split, val_fraction)
                           for split in ('train', 'val'))
     if not len(train_set):

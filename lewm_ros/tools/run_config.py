@@ -1,7 +1,8 @@
 """The trainer's configuration: one YAML mapped 1:1 onto dataclasses, with dotted ``key=value`` overrides.
 
 ``preset`` picks the starting ModelConfig, ``model`` overrides its fields, ``train`` is TrainConfig, ``data`` is
-DataConfig and ``prior`` the optional action prior's PriorTrainConfig (defaults live in those dataclasses only).
+DataConfig, ``prior`` the optional action prior's PriorTrainConfig and ``decoder`` the optional frame decoder's
+DecoderTrainConfig (defaults live in those dataclasses only).
 A world's own configuration is its ``train.yaml`` (``lewm-train --world NAME``).
 """
 
@@ -15,6 +16,7 @@ import yaml
 
 from lewm_ros.model.config import ModelConfig, dataclass_from_dict, preset
 from lewm_ros.sim.registry import world_spec
+from lewm_ros.tools.decoder import DecoderTrainConfig
 from lewm_ros.tools.prior import PriorTrainConfig
 
 
@@ -70,10 +72,20 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     action_dim_from_data: bool = True  # model.action_dim not given: take the cache's
     prior: PriorTrainConfig = field(default_factory=PriorTrainConfig)
+    decoder: DecoderTrainConfig = field(default_factory=DecoderTrainConfig)
 
     def to_dict(self) -> dict:
         return {'preset': self.preset, 'model': self.model.to_dict(), 'train': dataclasses.asdict(self.train),
-                'data': dataclasses.asdict(self.data), 'prior': dataclasses.asdict(self.prior)}
+                'data': dataclasses.asdict(self.data), 'prior': dataclasses.asdict(self.prior),
+                'decoder': dataclasses.asdict(self.decoder)}
+
+    @property
+    def init_from(self) -> str:
+        """The trained checkpoint whose optional parts alone are trained ('': train the world model first)."""
+        sources = {part.init_from for part in (self.prior, self.decoder) if part.init_from}
+        if len(sources) > 1:
+            raise ValueError(f'prior.init_from and decoder.init_from name different checkpoints: {sorted(sources)}')
+        return sources.pop() if sources else ''
 
 
 def world_config(name: str) -> Path:
@@ -107,15 +119,17 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> RunConfig
         if not sep:
             raise ValueError(f'override {item!r} is not key=value')
         _set_dotted(raw, key, yaml.safe_load(value))
-    unknown = sorted(set(raw) - {'preset', 'model', 'train', 'data', 'prior'})
+    sections = ('preset', 'model', 'train', 'data', 'prior', 'decoder')
+    unknown = sorted(set(raw) - set(sections))
     if unknown:
-        raise ValueError(f'unknown top-level config key(s) {unknown}; known: preset, model, train, data, prior')
+        raise ValueError(f'unknown top-level config key(s) {unknown}; known: {", ".join(sections)}')
     name = raw.get('preset', 'small')
     model_overrides = raw.get('model') or {}
     model = ModelConfig.from_dict(_merge(preset(name).to_dict(), model_overrides))
     return RunConfig(name, model, dataclass_from_dict(TrainConfig, raw.get('train') or {}, 'train'),
                      dataclass_from_dict(DataConfig, raw.get('data') or {}, 'data'),
                      action_dim_from_data='action_dim' not in model_overrides,
-                     prior=dataclass_from_dict(PriorTrainConfig, raw.get('prior') or {}, 'prior'))
+                     prior=dataclass_from_dict(PriorTrainConfig, raw.get('prior') or {}, 'prior'),
+                     decoder=dataclass_from_dict(DecoderTrainConfig, raw.get('decoder') or {}, 'decoder'))
 
 

@@ -7,8 +7,9 @@ keys override it: ``train.steps=200 model.predictor.depth=2``. ``--world NAME`` 
 Outputs in ``train.out_dir``: ``last.safetensors`` (weights + optimiser state, every
 ``checkpoint_every`` steps, atomic), ``model.safetensors`` (final weights, for the planner),
 ``metrics.csv``, ``curves.png``, ``config.yaml``. ``--resume`` continues from ``last.safetensors``.
-With ``prior.enabled: true`` the goal-conditioned action prior is then trained on the frozen model and
-stored in ``model.safetensors``; ``prior.init_from=CKPT`` trains only the prior of an existing checkpoint.
+With ``prior.enabled: true`` the goal-conditioned action prior, and with ``decoder.enabled: true`` the frame
+decoder, are then trained on the frozen model and stored in ``model.safetensors``; ``prior.init_from=CKPT`` or
+``decoder.init_from=CKPT`` trains only those parts of an existing checkpoint (the parts it has are kept).
 
 Reproducibility: a step's batch and dropout noise are functions of (seed, rank, step) alone, and
 SIGReg's directions of the step, so a resumed run retraces the uninterrupted one exactly on CPU.
@@ -42,8 +43,9 @@ from lewm_ros.model.checkpoint import CheckpointError, load_checkpoint, save_che
 from lewm_ros.model.device import resolve_device
 from lewm_ros.model.world_model import WorldModel
 from lewm_ros.sim.registry import WORLDS
+from lewm_ros.tools.decoder import train_decoder
 from lewm_ros.tools.optimiser import Schedule, autocast, optimiser_tensors, restore_optimiser, train_step
-from lewm_ros.tools.prior import train_prior
+from lewm_ros.tools.prior import encode_cache, train_prior
 from lewm_ros.tools.run_config import RunConfig, load_config, world_config
 from lewm_ros.tools.validation import MetricsLog, plot_curves, validate
 
@@ -233,23 +235,35 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
     return final, model
 
 
-def add_prior(cfg: RunConfig, progress: bool = True) -> Path:
-    """Train the action prior on the run's model (or ``prior.init_from``) and write OUT_DIR/model.safetensors
-    with it; the world model's weights are unchanged."""
-    source = Path(cfg.prior.init_from or Path(cfg.train.out_dir) / 'model.safetensors')
+def add_parts(cfg: RunConfig, progress: bool = True) -> Path:
+    """Train the enabled optional parts (action prior, frame decoder) on the run's model (or ``init_from``), frozen,
+    and write OUT_DIR/model.safetensors with them; the world model's weights and the parts not trained are kept."""
+    source = Path(cfg.init_from or Path(cfg.train.out_dir) / 'model.safetensors')
     ckpt = load_checkpoint(source)
     if not cfg.data.cache:
-        raise ValueError('the action prior trains on data.cache: set it')
-    if cfg.prior.init_from and cfg.data.bags:  # no world-model run ingested them
+        raise ValueError('the action prior and the frame decoder train on data.cache: set it')
+    if cfg.init_from and cfg.data.bags:  # no world-model run ingested them
         ingest_cfg = IngestConfig(**{**cfg.data.ingest, 'image_size': ckpt.config.image_size})
         print(ingest(cfg.data.bags, cfg.data.cache, ingest_cfg).summary(), flush=True)
-    prior, report = train_prior(ckpt, cfg.data.cache, cfg.prior, cfg.data.val_fraction, cfg.train.seed, progress)
+    embeddings = encode_cache(ckpt, TrainingCache(cfg.data.cache), 512, progress)  # (F, D), once for both
+    metadata, prior, decoder = dict(ckpt.metadata), ckpt.prior, ckpt.decoder
+    if cfg.prior.enabled or cfg.prior.init_from:
+        prior, report = train_prior(ckpt, cfg.data.cache, cfg.prior, cfg.data.val_fraction, cfg.train.seed, progress,
+                                    embeddings)
+        metadata['prior'] = {'config': dataclasses.asdict(cfg.prior), 'report': report}
+        print(f"action prior: held-out NLL {report['val_nll']:.3f}, mean-squared error {report['val_mse']:.3f} "
+              f"against {report['mean_action_mse']:.3f} for the mean action ({report['relative_mse']:.2f}x)",
+              flush=True)
+    if cfg.decoder.enabled or cfg.decoder.init_from:
+        decoder, report = train_decoder(ckpt, cfg.data.cache, cfg.decoder, cfg.data.val_fraction, cfg.train.seed,
+                                        progress, embeddings)
+        metadata['decoder'] = report
+        print(f"frame decoder: held-out pixel MSE {report['val_mse']:.4f} (PSNR {report['val_psnr_db']:.1f} dB) "
+              f"against {report['mean_frame_mse']:.4f} for the mean frame", flush=True)
     out = Path(cfg.train.out_dir) / 'model.safetensors'
-    metadata = {**ckpt.metadata, 'prior': {'config': dataclasses.asdict(cfg.prior), 'report': report}}
-    save_checkpoint(out, ckpt.model, ckpt.action_mean, ckpt.action_std, metadata=metadata, prior=prior)
-    print(f"action prior: held-out NLL {report['val_nll']:.3f}, mean-squared error {report['val_mse']:.3f} "
-          f"against {report['mean_action_mse']:.3f} for the mean action ({report['relative_mse']:.2f}x); "
-          f'wrote {out}', flush=True)
+    save_checkpoint(out, ckpt.model, ckpt.action_mean, ckpt.action_std, metadata=metadata, prior=prior,
+                    decoder=decoder)
+    print(f'wrote {out}', flush=True)
     return out
 
 
@@ -268,10 +282,10 @@ def main(argv=None):
     except (OSError, ValueError, TypeError) as err:
         raise SystemExit(f'lewm-train: bad configuration: {err}') from None
     try:
-        if not cfg.prior.init_from:
+        if not cfg.init_from:
             train(cfg, resume=args.resume, progress=not args.no_progress)
-        if cfg.prior.enabled or cfg.prior.init_from:
-            add_prior(cfg, progress=not args.no_progress)
+        if cfg.prior.enabled or cfg.decoder.enabled or cfg.init_from:
+            add_parts(cfg, progress=not args.no_progress)
     except (TrainingDivergedError, ValueError) as err:  # ValueError: the data or the device does not fit the config
         print(f'lewm-train: {err}', file=sys.stderr)
         raise SystemExit(1) from None
