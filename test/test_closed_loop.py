@@ -18,8 +18,9 @@ pytestmark = pytest.mark.ros
 
 
 def test_demo_plumbing_with_an_untrained_model_in_real_time(tmp_path):
-    """Reset, goal, enable/disable, real-time stepping, plan reports and the outputs, in two short episodes."""
-    checkpoint = save_tiny(tmp_path / 'untrained.safetensors', 64, acting=False)
+    """Reset, goal, enable/disable, real-time stepping, plan reports and the outputs (the imagined frames too), in
+    two short episodes."""
+    checkpoint = save_tiny(tmp_path / 'untrained.safetensors', 64, acting=False, decoder=True)
     # 20 steps (2 s at 10 Hz): room for a first plan that a loaded machine slows down (it holds until then)
     result = run_demo(checkpoint, episodes=2, max_steps=20, out_dir=tmp_path / 'demo', lock_step=False,
                       planner_parameters={'mpc.mode': 'receding', 'mpc.execute_steps': 3})
@@ -30,6 +31,9 @@ def test_demo_plumbing_with_an_untrained_model_in_real_time(tmp_path):
     assert len(result.command_intervals_ms) and (result.command_intervals_ms > 0).all()
     assert (tmp_path / 'demo' / 'episode.gif').stat().st_size > 0
     assert (tmp_path / 'demo' / 'cost_distance.png').stat().st_size > 0
+    first = result.episodes[0]
+    assert first.imagined and all(stamp in first.camera for stamp, _ in first.imagined[1:])  # answered frames
+    assert (tmp_path / 'demo' / 'imagined.gif').stat().st_size > 0
     logs = (tmp_path / 'demo' / 'planner_node.log').read_text()
     assert 'Traceback' not in logs, logs
 

@@ -419,6 +419,22 @@ def test_prior_and_cem_is_never_worse_than_the_priors_mean(with_prior, observed)
     assert costs['prior+cem'] <= costs['prior'] + 1e-6  # the same cost function, the same observation
 
 
+def test_auto_is_prior_and_cem_at_its_measured_budget_with_a_prior_and_cem_without(checkpoint, with_prior):
+    search = CEMConfig(samples=64, elites=8, iterations=3, horizon=3)
+    with_one, without = make_mpc(with_prior, horizon=3), make_mpc(checkpoint, horizon=3)
+    for mpc in (with_one, without):
+        mpc.configure(search, MPCConfig(solver='auto'))
+        mpc.observe(frame(0))
+        assert mpc.replan().finite
+    assert with_one.solver == 'prior+cem' and (with_one.cem.config.samples, with_one.cem.config.elites,
+                                               with_one.cem.config.iterations) == (16, 4, 1)
+    assert with_one.cem.config.horizon == 3  # only the budget is auto's
+    assert without.solver == 'cem' and without.cem.config == search
+    with_one.configure(search, MPCConfig(solver='prior+cem'))  # asked for by name: the search as given
+    assert with_one.cem.config == search
+    assert MPCConfig().solver == 'auto'
+
+
 def test_prior_solvers_need_a_prior(checkpoint):
     mpc = make_mpc(checkpoint)
     with pytest.raises(ValueError, match='action prior'):

@@ -122,7 +122,8 @@ class PlannerNode(LifecycleNode):
         self._create_entities(config)
         if goal is not None:
             self._set_goal(goal)
-        self.get_logger().info(f'configured: planning with {checkpoint.path} on {device}: {cem}, {mpc_config}')
+        self.get_logger().info(f'configured: planning with {checkpoint.path} on {device}: {mpc.solver} '
+                               f'{mpc.cem.config}, {mpc_config}')
         return super().on_configure(state)
 
     def _create_entities(self, config: PlannerConfig) -> None:

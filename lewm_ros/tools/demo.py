@@ -16,8 +16,12 @@ Per episode: the planner is disabled (``enabled: false``), the sim's ``~/reset``
 starts the next seed and latches its goal image, the planner is enabled and drives the arm until the sim
 reports success or ``max_steps`` commands have gone out. Prints the success rate, plan-time percentiles and
 the time between commands (in real time the control loop's period: 100 ms when it keeps its 10 Hz);
-writes ``episode.gif`` (camera | goal, first episode), ``cost_distance.png`` (latent cost of each plan and
-the true distance to the goal over time) and the nodes' logs into ``--out``.
+writes ``episode.gif`` (camera | goal, first episode), ``imagined.gif`` (first episode, one frame per plan: what
+the planner's ``~/imagined`` showed, over the camera frames that really came one to five blocks later; one of them
+as ``imagined.png``), ``debug_image.png`` (one ``~/debug_image`` from the middle of the first episode),
+``cost_distance.png`` (latent cost of each plan and the true distance to the goal over time) and the nodes'
+logs into ``--out``. Then, as a baseline, the lock-step episodes again with ``mpc.solver: cem`` (the search alone
+at the node's 64 x 8 x 3; the default ``auto`` runs the shipped checkpoint's action prior + CEM at 16 x 4 x 1).
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from lewm_ros.data.images import image_to_rgb
+from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.paths import DEFAULT_CHECKPOINT, share_path
+from lewm_ros.planning.views import GAP, PANEL, enlarge, side_by_side
 from lewm_ros.settings import layered_parameters
 from lewm_ros.sim.config import SimConfig
 from lewm_ros.sim.registry import world_spec
@@ -68,6 +74,9 @@ class Episode:
     distances: list[float] = field(default_factory=list)  # true fingertip distance after each step (m)
     costs: list[tuple[int, float]] = field(default_factory=list)  # (step, latent cost) of each plan
     frames: list[np.ndarray] = field(default_factory=list)
+    camera: dict[tuple[int, int], int] = field(default_factory=dict)  # frame stamp -> index in ``frames``
+    imagined: list[tuple[tuple[int, int], np.ndarray]] = field(default_factory=list)  # (answered stamp, strip)
+    debug_images: list[np.ndarray] = field(default_factory=list)  # the planner's ~/debug_image, in order
     command_times: list[float] = field(default_factory=list)  # monotonic arrival time of each command (s)
 
 
@@ -106,6 +115,7 @@ class Monitor:
         self.lock = threading.Lock()
         self.goal_msgs, self.goal_frame, self.plan_times_ms, self.last_plans = 0, None, [], 0
         self.planner_goals = 0  # goals the planner has taken, from its diagnostics
+        self.view_subs = []
         self.start_episode(None, record_frames=False)
         node = self.node
         node.create_subscription(Image, 'image', self._on_image, 100)
@@ -131,7 +141,25 @@ class Monitor:
     def _on_image(self, msg):
         with self.lock:
             if self.record_frames and self.commands and self.goal_frame is not None:
+                self.episode.camera[stamp_of(msg)] = len(self.episode.frames)
                 self.episode.frames.append(np.concatenate([image_to_rgb(msg), self.goal_frame], axis=1))
+
+    def _on_view(self, msg, into: str):
+        with self.lock:
+            if self.record_frames and self.episode is not None:
+                image = image_to_rgb(msg).copy()
+                if into == 'imagined':
+                    self.episode.imagined.append((stamp_of(msg), image))
+                else:
+                    self.episode.debug_images.append(image)
+
+    def watch_views(self, on: bool) -> None:
+        """Subscribe to the planner's ~/imagined and ~/debug_image (it draws them only while someone does)."""
+        for subscription in self.view_subs:
+            self.node.destroy_subscription(subscription)
+        self.view_subs = [self.node.create_subscription(Image, f'planner_node/{topic}',
+                                                        lambda msg, into=into: self._on_view(msg, into), 10)
+                          for topic, into in (('imagined', 'imagined'), ('debug_image', 'debug'))] if on else []
 
     def _on_goal(self, msg):
         with self.lock:
@@ -188,6 +216,10 @@ class Monitor:
         self.executor.shutdown()
         self.thread.join(timeout=5)
         self.node.destroy_node()
+
+
+def stamp_of(msg) -> tuple[int, int]:
+    return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
 def parameter_files(node: str) -> list[Path]:
@@ -260,7 +292,9 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, episodes: int = 8, max_steps
             episode = Episode(seed + index + 1)
             start, _ = world.reset(seed=episode.seed)  # the sim's episode, replayed here for its goal state
             monitor.wait_for(lambda goals=goals: monitor.planner_goals > goals, 'the planner to take the new goal')
-            monitor.start_episode(episode, record_frames=out_dir is not None and index == 0)
+            record = out_dir is not None and index == 0
+            monitor.start_episode(episode, record_frames=record)
+            monitor.watch_views(record)
             monitor.set_enabled(True)
             # DDS may deliver the start state after the first command: then it is recorded first, and skipped
             monitor.wait_for(lambda: len(monitor.states) > 0, 'the first step', 30.0)
@@ -275,6 +309,7 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, episodes: int = 8, max_steps
                 episode.distances.append(world.goal_distance(state, world.goal))
                 episode.success = world.solved(state, world.goal)
             monitor.set_enabled(False)
+            monitor.watch_views(False)
             monitor.start_episode(None, record_frames=False)
             results.append(episode)
             print(f'episode {index + 1}/{episodes} seed {episode.seed}: '
@@ -288,16 +323,43 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, episodes: int = 8, max_steps
         stop_nodes(processes)
         world.close()
     if out_dir is not None:
-        write_outputs(result, Path(out_dir), world.success_threshold)
+        write_outputs(result, Path(out_dir), world.success_threshold, load_checkpoint(checkpoint).config.frameskip)
     return result
 
 
-def write_outputs(result: DemoResult, out_dir: Path, threshold: float) -> None:
+def imagined_vs_real(episode: Episode, frameskip: int) -> list[np.ndarray]:
+    """One picture per plan: the imagined strip over the camera frames that came 1..H blocks after the frame the
+    plan answered (black past the episode's end)."""
+    pictures = []
+    for stamp, strip in episode.imagined:
+        start = episode.camera.get(stamp)
+        if start is None:  # the plan answered a frame from before the recording started
+            continue
+        size = episode.frames[0].shape[0]
+        panels = []
+        for block in range(1, (strip.shape[1] + GAP) // (PANEL // 2 + GAP) + 1):
+            index = start + block * frameskip
+            camera = episode.frames[index][:, :size] if index < len(episode.frames) else np.zeros((size, size, 3),
+                                                                                                  np.uint8)
+            panels.append(enlarge(camera, PANEL // 2))
+        real = side_by_side(panels)
+        width = min(real.shape[1], strip.shape[1])
+        pictures.append(np.concatenate([strip[:, :width], np.full((GAP, width, 3), 255, np.uint8), real[:, :width]]))
+    return pictures
+
+
+def write_outputs(result: DemoResult, out_dir: Path, threshold: float, frameskip: int) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     first = result.episodes[0]
     if first.frames:
         frames = [frame.repeat(4, axis=0).repeat(4, axis=1) for frame in first.frames]  # 64 px is tiny
         iio.imwrite(out_dir / 'episode.gif', frames, duration=100, loop=0)
+    pictures = imagined_vs_real(first, frameskip)
+    if pictures:
+        iio.imwrite(out_dir / 'imagined.gif', pictures, duration=700, loop=0)
+        iio.imwrite(out_dir / 'imagined.png', pictures[len(pictures) // 2])
+    if first.debug_images:
+        iio.imwrite(out_dir / 'debug_image.png', first.debug_images[len(first.debug_images) // 2])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for episode in result.episodes:
         style = {'lw': 2.0, 'color': 'C0'} if episode is first else {'lw': 0.8, 'color': 'C0', 'alpha': 0.35}
@@ -325,6 +387,8 @@ def main(argv=None) -> None:
     parser.add_argument('--out', type=Path, default=Path('out/demo'))
     parser.add_argument('-p', '--planner-param', action='append', default=[], metavar='NAME:=VALUE',
                         help='planner_node parameter override, e.g. -p cem.samples:=300 -p mpc.mode:=receding')
+    parser.add_argument('--baseline-solver', default='cem', choices=['cem', 'prior+cem', 'prior', ''],
+                        help="the lock-step episodes again with this mpc.solver, as a baseline ('': none)")
     args = parser.parse_args(argv)
     if not args.checkpoint.is_file():
         parser.error(f'no checkpoint at {args.checkpoint} (train one: see README, or pass --checkpoint)')
@@ -334,18 +398,21 @@ def main(argv=None) -> None:
     os.environ.setdefault('ROS_LOG_DIR', str(Path('log/demo').resolve()))
     os.environ.setdefault('MUJOCO_GL', 'egl')
     overrides = dict(item.split(':=', 1) for item in args.planner_param)
+    runs = [(timing, timing == 'lock_step', overrides) for timing in TIMINGS if args.timing in (timing, 'both')]
+    if args.baseline_solver and args.baseline_solver != overrides.get('mpc.solver'):
+        runs.append((f'lock_step, {args.baseline_solver}', True, {**overrides, 'mpc.solver': args.baseline_solver}))
     summaries = {}
-    for timing in TIMINGS if args.timing == 'both' else (args.timing,):
+    for name, lock_step, parameters in runs:
         started = time.monotonic()
-        print(f'--- {timing}', flush=True)
-        out = args.out / timing
-        result = run_demo(args.checkpoint, args.episodes, args.max_steps, args.seed, out, overrides,
-                          lock_step=timing == 'lock_step')
-        summaries[timing] = result.summary()
-        print(f'{timing}: {summaries[timing]}')
-        print(f'wrote {out}/episode.gif and {out}/cost_distance.png in {time.monotonic() - started:.0f} s')
+        print(f'--- {name}', flush=True)
+        out = args.out / name.replace(', ', '_').replace('+', '_')
+        result = run_demo(args.checkpoint, args.episodes, args.max_steps, args.seed, out, parameters,
+                          lock_step=lock_step)
+        summaries[name] = result.summary()
+        print(f'{name}: {summaries[name]}')
+        print(f'wrote {out}/ (episode.gif, imagined.gif, cost_distance.png) in {time.monotonic() - started:.0f} s')
     if len(summaries) > 1:
-        print('\n'.join(f'{timing:10s} {summary}' for timing, summary in summaries.items()))
+        print('\n'.join(f'{name:15s} {summary}' for name, summary in summaries.items()))
 
 
 if __name__ == '__main__':

@@ -220,7 +220,7 @@ def run(argv=None) -> dict:
     if oracle_budget:
         samples, elites, iterations = oracle_budget
         oracle_cem = replace(cem, samples=samples, elites=elites, iterations=iterations)
-        oracle = SimulatorMPC(world, ckpt, actuation, oracle_cem, mpc_config)
+        oracle = SimulatorMPC(world, ckpt, actuation, oracle_cem, replace(mpc_config, solver='cem'))  # no prior
 
     episodes = [load_episode(bag) for bag in find_bags(args.pairs)] if args.pairs else None
     replay = episodes is not None and not args.no_replay and all(e.actions is not None for e in episodes)
@@ -228,7 +228,8 @@ def run(argv=None) -> dict:
     results = {'checkpoint': str(args.checkpoint), 'world': world.name, 'task': world.task,
                'goal_span': args.goal_span,
                'goal_offset': args.goal_offset if episodes else None, 'budget': args.budget, 'seed': args.seed,
-               'planner': args.planner, 'cem': asdict(cem), 'mpc': asdict(mpc_config), 'device': str(device),
+               'planner': args.planner, 'cem': asdict(mpc.cem.config),  # what ran: solver auto picks a budget
+               'mpc': {**asdict(mpc_config), 'solver': mpc.solver}, 'device': str(device),
                'subsets': {}, 'oracle_cem': asdict(oracle.cem.config) if oracle else None}
     started = time.perf_counter()
     filtered = {name for name in subsets if name in spec.subsets and spec.subsets[name].filtered}
