@@ -35,7 +35,7 @@ demo: $(STAMP)
 	$(BIN)/lewm-demo
 
 # The shipped planner checkpoint, from scratch: collect arm-reach bags, ingest, train the world model and then
-# its action prior (CPU, ~30 min; lewm_ros/sim/arm/train.yaml).
+# its action prior and frame decoder (CPU, ~45 min; lewm_ros/sim/arm/train.yaml).
 ARM_DATA := out/arm_reach
 arm-reach-checkpoint: $(STAMP)
 	$(BIN)/lewm-collect --world arm --task reach --policy expert --episodes 300 --steps 100 --workers 2 \
