@@ -30,6 +30,7 @@ from lewm_ros.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: 
 from lewm_ros.nodes.conversions import command_msg, rgb_to_image_msg  # noqa: E402
 from lewm_ros.nodes.planner_node import PlannerNode  # noqa: E402
 from lewm_ros.planning.views import GAP, LINE, PANEL  # noqa: E402
+from lewm_ros.tools.demo import PlanViewer  # noqa: E402
 
 from .tiny import save_tiny  # noqa: E402
 
@@ -666,27 +667,32 @@ def test_debug_and_imagined_images_only_while_subscribed_with_the_frame_stamp(ro
         start(harness)
         harness.stream(1.0, camera, until=lambda: harness.plans() >= 3, what='plans')
         assert published == {'debug': 0, 'imagined': 0}  # nobody looks: nothing is drawn or decoded
-        received = {'debug': [], 'imagined': []}
-        subscriptions = [harness.probe.create_subscription(Image, f'planner_node/{topic}', harness._record(into), 10)
-                         for topic, into in (('debug_image', received['debug']), ('imagined', received['imagined']))]
+        received = {'debug_image': [], 'imagined': []}
+
+        def heard(topic, msg):
+            with harness.lock:
+                received[topic].append((time.monotonic(), msg))
+
+        viewer = PlanViewer('/views/planner_node', heard)
         harness.wait_for(lambda: views.debug_pub.get_subscription_count() and
                          views.imagined_pub.get_subscription_count(), 'the view subscriptions')
         plans = harness.plans()
-        harness.stream(1.0, camera, until=lambda: min(len(received['debug']), len(received['imagined'])) >= 2,
+        harness.stream(1.0, camera, until=lambda: min(len(received['debug_image']), len(received['imagined'])) >= 2,
                        what='debug and imagined images')
         assert max(published.values()) <= harness.plans() - plans + 1  # at most once per plan
         panel = PANEL  # 16 px frames, enlarged 16x
         horizon = harness.node.loop.mpc.cem.config.horizon
-        for _, msg in received['debug']:
+        for _, msg in received['debug_image']:
             assert (msg.width, msg.height) == (2 * panel + GAP, panel + 3 * LINE + GAP)
         for _, msg in received['imagined']:
             assert (msg.width, msg.height) == (horizon * (panel // 2 + GAP) - GAP, panel // 2)
-        for _, msg in received['debug'] + received['imagined']:
+        for _, msg in received['debug_image'] + received['imagined']:
             assert (msg.header.stamp.sec, msg.header.stamp.nanosec) in sent  # the stamp of the frame it answered
-        for subscription in subscriptions:
-            harness.probe.destroy_subscription(subscription)
+        viewer.close()
         harness.wait_for(lambda: not views.debug_pub.get_subscription_count() and
                          not views.imagined_pub.get_subscription_count(), 'the views to lose their subscribers')
+        plans = harness.plans()  # a plan under way may still publish what it began while someone looked
+        harness.stream(0.1, camera, until=lambda: harness.plans() >= plans + 2, what='the plans under way')
         counts, plans = dict(published), harness.plans()
         harness.stream(1.0, camera, until=lambda: harness.plans() >= plans + 3, what='more plans')
         assert published == counts

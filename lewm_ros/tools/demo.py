@@ -115,7 +115,7 @@ class Monitor:
         self.lock = threading.Lock()
         self.goal_msgs, self.goal_frame, self.plan_times_ms, self.last_plans = 0, None, [], 0
         self.planner_goals = 0  # goals the planner has taken, from its diagnostics
-        self.view_subs = []
+        self.viewer = None
         self.start_episode(None, record_frames=False)
         node = self.node
         node.create_subscription(Image, 'image', self._on_image, 100)
@@ -144,22 +144,22 @@ class Monitor:
                 self.episode.camera[stamp_of(msg)] = len(self.episode.frames)
                 self.episode.frames.append(np.concatenate([image_to_rgb(msg), self.goal_frame], axis=1))
 
-    def _on_view(self, msg, into: str):
+    def _on_view(self, topic: str, msg):
         with self.lock:
             if self.record_frames and self.episode is not None:
                 image = image_to_rgb(msg).copy()
-                if into == 'imagined':
+                if topic == 'imagined':
                     self.episode.imagined.append((stamp_of(msg), image))
                 else:
                     self.episode.debug_images.append(image)
 
     def watch_views(self, on: bool) -> None:
-        """Subscribe to the planner's ~/imagined and ~/debug_image (it draws them only while someone does)."""
-        for subscription in self.view_subs:
-            self.node.destroy_subscription(subscription)
-        self.view_subs = [self.node.create_subscription(Image, f'planner_node/{topic}',
-                                                        lambda msg, into=into: self._on_view(msg, into), 10)
-                          for topic, into in (('imagined', 'imagined'), ('debug_image', 'debug'))] if on else []
+        """Look at the planner's ~/imagined and ~/debug_image (it draws them only while someone does)."""
+        if self.viewer is not None:
+            self.viewer.close()
+            self.viewer = None
+        if on:
+            self.viewer = PlanViewer(f'/{NAMESPACE}/planner_node', self._on_view)
 
     def _on_goal(self, msg):
         with self.lock:
@@ -211,6 +211,30 @@ class Monitor:
         future = self.reset_client.call_async(Trigger.Request())
         self.wait_for(future.done, 'the sim to reset')
         self.wait_for(lambda: self.goal_msgs > goals, 'the new goal image')
+
+    def close(self) -> None:
+        self.watch_views(False)
+        self.executor.shutdown()
+        self.thread.join(timeout=5)
+        self.node.destroy_node()
+
+
+class PlanViewer:
+    """A planner's ``~/imagined`` and ``~/debug_image`` heard by a node and executor of its own: ``close`` stops
+    looking (destroying a subscription under a spinning executor raced with its wait set)."""
+
+    TOPICS = ('imagined', 'debug_image')
+
+    def __init__(self, planner: str, on_image):
+        """planner: the planner node's full name; on_image(topic, msg) for each image."""
+        self.node = rclpy.create_node('plan_viewer')
+        for topic in self.TOPICS:
+            self.node.create_subscription(Image, f'{planner}/{topic}', lambda msg, topic=topic: on_image(topic, msg),
+                                          10)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
 
     def close(self) -> None:
         self.executor.shutdown()
