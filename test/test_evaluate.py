@@ -54,8 +54,8 @@ def test_success_counts_at_any_step_within_the_budget():
         actions.append(expert.act())
         world.step(actions[-1])
     pair = Pair('none', 0, start.tolist(), goal.tolist(), [a.tolist() for a in actions])
-    assert run_episode(world, pair, len(actions) + 10, ReplayPolicy()) == (True, len(actions))
-    assert run_episode(world, pair, len(actions) - 1, ReplayPolicy()) == (False, len(actions) - 1)
+    assert run_episode(world, pair, len(actions) + 10, ReplayPolicy()) == (True, len(actions), True)
+    assert run_episode(world, pair, len(actions) - 1, ReplayPolicy()) == (False, len(actions) - 1, False)
 
 
 def test_wilson_interval():

@@ -49,3 +49,15 @@ def test_push_t_perturbs_the_block():
     block = lambda frame: np.argwhere((frame == BLOCK_FILL).all(axis=-1)).mean(axis=0)  # noqa: E731
     assert np.linalg.norm(block(teleport[10]) - block(plain[10])) * 512 / 64 > TELEPORT_MIN_PX / 2
     assert world.block_color == BLOCK_FILL  # the world is left as it was
+
+
+def test_reacher_perturbs_the_arm_and_leaves_it_as_it_was():
+    world = make_world('reacher')
+    try:
+        before = world.arm_color
+        plain, _, teleport = rendered_variants(world, 20, seed=2, event=10)
+        assert (teleport[10] != plain[10]).any()
+        np.testing.assert_array_equal(world.arm_color, before)
+        np.testing.assert_array_equal(world.render_state(world.get_state()), world.render())  # no colour left over
+    finally:
+        world.close()

@@ -108,6 +108,7 @@ def test_lock_step_arm_answers_each_command_with_the_next_frame(ros):
 @pytest.mark.parametrize('name, sent, applied', [
     ('push_t', [3.0, -0.25], [1.0, -0.25]),  # relative targets, clamped to [-1, 1]
     ('cube', [0.5, -2.0, 0.0, 0.3, 1.0], [0.5, -1.0, 0.0, 0.3, 1.0]),  # end-effector deltas and the gripper
+    ('reacher', [2.0, -0.5], [1.0, -0.5]),  # joint torques, clamped to the motors' range
 ])
 def test_a_world_runs_in_sim_node_unchanged(ros, name, sent, applied):
     """Another world over real DDS: the frames are the world's, its commands clamped to its action space."""

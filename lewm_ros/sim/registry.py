@@ -25,7 +25,7 @@ from lewm_ros.sim.policies import RandomPolicy
 from lewm_ros.sim.world import World
 
 WORLDS = {'arm': 'lewm_ros.sim.arm', 'two_room': 'lewm_ros.sim.two_room', 'push_t': 'lewm_ros.sim.push_t',
-          'cube': 'lewm_ros.sim.cube'}
+          'cube': 'lewm_ros.sim.cube', 'reacher': 'lewm_ros.sim.reacher'}
 POLICIES = ('expert', 'random')
 PLANNERS = ('node', 'tuned', 'paper')
 # The paper's planner (the public LeWM code): CEM 300 x 30 x 30 over 5 blocks from white noise around the mean
