@@ -219,6 +219,8 @@ def damage_file(bag: Path, how: str) -> None:
     storage_file = next(item for item in bag.iterdir() if item.suffix in ('.mcap', '.db3'))
     if how == 'truncated':
         os.truncate(storage_file, storage_file.stat().st_size // 2)
+    elif how == 'unclosed':  # what a recorder killed before it closed leaves: storage, no metadata.yaml
+        (bag / 'metadata.yaml').unlink()
     else:  # garbage over the start of the file, where the structure lives
         data = bytearray(storage_file.read_bytes())
         data[8:4096] = np.random.default_rng(0).integers(0, 256, 4088, dtype=np.uint8).tobytes()
@@ -238,7 +240,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize('case', [*BAD_INPUTS, 'truncated mcap', 'truncated sqlite3', 'corrupt mcap',
-                                  'corrupt sqlite3'])
+                                  'corrupt sqlite3', 'unclosed mcap', 'unclosed sqlite3'])
 def test_bad_bag_names_bag_topic_index_and_leaves_cache_intact(tmp_path, case):
     write_episode(tmp_path / 'bags' / 'a_good', count=12)
     ingest([tmp_path / 'bags'], tmp_path / 'cache', config(), progress=False)
@@ -253,7 +255,8 @@ def test_bad_bag_names_bag_topic_index_and_leaves_cache_intact(tmp_path, case):
         how, storage = case.split()
         write_episode(bad, storage, count=12)
         damage_file(bad, how)
-        where, reason = 'bag', 'cannot (open bag|read message)'
+        where, reason = 'bag', ('no metadata.yaml .*ros2 bag reindex' if how == 'unclosed'
+                                else 'cannot (open bag|read message)')
     write_episode(tmp_path / 'bags' / 'c_good', count=12, seed=2)
 
     with pytest.raises(BagError, match=rf'{re.escape(str(bad))}: {where}: .*{reason}'):

@@ -1,6 +1,10 @@
 """Reacher: dm_control's reacher stepped as dm_control steps it, LeWM's action repeat, both success criteria,
 the state, the hidden target, and bags to cache to evaluation on a tiny budget."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -106,6 +110,10 @@ def test_random_torque_episodes_become_bags_a_cache_and_a_tiny_evaluation(tmp_pa
         entry = standard[policy]
         assert entry['episodes'] == 3 and 0 <= entry['official_success_rate'] <= entry['success_rate']
     assert world_spec('reacher').probe.targets(np.array([cache.states[0]])).shape == (1, 4)
+    table = subprocess.run([sys.executable, str(Path(__file__).parents[1] / 'training' / 'eval_table.py'),
+                            str(tmp_path / 'eval')], capture_output=True, text=True, check=True).stdout
+    planner_row = next(line for line in table.splitlines() if line.startswith('| planner'))
+    assert planner_row.count('official criterion') == 2  # beside the wrapped figure, in both subsets
 
 
 def test_the_world_registers_with_its_effort_controller_files():

@@ -6,7 +6,8 @@ Each argument is a folder with the ``results.json`` that ``lewm-eval`` writes; f
 under ``seed0/`` and ``seed1/``) are one row: the same planner on models trained with different seeds. Rows: every
 planner under its label (the folder name), then the oracle (lewm-eval --oracle), the random floor and the replay
 ceiling from the first run that has them (they do not depend on the model). Columns: the subsets, as success % with
-the 95% Wilson interval and the number of pairs; a row of several runs gives each run's success and their mean.
+the 95% Wilson interval and the number of pairs; a row of several runs gives each run's success and their mean;
+where the world's benchmark has a criterion of its own (Reacher), its success rates follow.
 Runs are checked to use the same pairs, so that the rows compare like with like.
 """
 
@@ -18,13 +19,17 @@ from pathlib import Path
 
 
 def _cell(entries: list[dict]) -> str:
+    official = ''  # worlds whose benchmark checks success otherwise (Reacher: the shoulder's raw angle)
+    if all('official_success_rate' in entry for entry in entries):
+        official = '; official criterion ' + ' / '.join(f"{100 * entry['official_success_rate']:.0f}%"
+                                                        for entry in entries)
     if len(entries) > 1:  # one model per training seed: each run's success, then their mean
         rates = [100 * entry['success_rate'] for entry in entries]
         return (f"{' / '.join(f'{rate:.0f}%' for rate in rates)} (mean {sum(rates) / len(rates):.0f}%, "
-                f"n={entries[0]['episodes']} each)")
+                f"n={entries[0]['episodes']} each{official})")
     (entry,) = entries
     low, high = entry['ci95']
-    return f"{100 * entry['success_rate']:.0f}% [{100 * low:.0f}, {100 * high:.0f}] (n={entry['episodes']})"
+    return f"{100 * entry['success_rate']:.0f}% [{100 * low:.0f}, {100 * high:.0f}] (n={entry['episodes']}{official})"
 
 
 def _planner_settings(results: dict) -> str:

@@ -127,6 +127,10 @@ class BagReader:
         self._typestore = None
 
     def __enter__(self) -> 'BagReader':
+        if self.path.is_dir() and not (self.path / 'metadata.yaml').exists():
+            raise BagError(self.path, 'no metadata.yaml beside its storage files: rosbag2 writes it when the '
+                           'recording closes, so this one was cut short (a recorder killed, a full disk, power lost); '
+                           f'rebuild it with `ros2 bag reindex {self.path}`, then ingest again')
         try:
             self._reader = Reader(self.path)
             self._reader.open()

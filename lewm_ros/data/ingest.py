@@ -110,14 +110,19 @@ class IngestReport:
         return '\n'.join(lines)
 
 
+STORAGE_SUFFIXES = ('.mcap', '.db3')
+
+
 def find_bags(paths) -> list[Path]:
-    """Bag directories among ``paths``: each is a bag (has metadata.yaml) or is searched for bags."""
+    """Bag directories among ``paths``: each is a bag (has metadata.yaml) or is searched for bags. A directory with
+    storage files but no metadata.yaml (a recording cut short) is returned too, so that reading it says why."""
     bags = []
     for path in map(Path, paths):
         if (path / 'metadata.yaml').exists() or not path.is_dir():
             bags.append(path)
         else:
-            bags += sorted(meta.parent for meta in path.rglob('metadata.yaml'))
+            storage = {file.parent for suffix in STORAGE_SUFFIXES for file in path.rglob(f'*{suffix}')}
+            bags += sorted({meta.parent for meta in path.rglob('metadata.yaml')} | storage)
     return bags
 
 
