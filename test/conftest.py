@@ -46,3 +46,16 @@ def pytest_collection_modifyitems(config, items):
     after the model-training tests have run in it, executor callbacks were measured to stall for over 0.5 s
     (frames late, timers late), which a node in its own process never sees. Stable sort: order otherwise kept."""
     items.sort(key=lambda item: item.get_closest_marker('ros') is None)
+
+
+def _hypothesis_profiles() -> None:
+    """test_fuzz.py's budgets: ``default`` (make test: derandomised, bounded) and ``long`` (HYPOTHESIS_PROFILE=long:
+    thousands of examples per property, random)."""
+    from hypothesis import settings
+
+    settings.register_profile('default', max_examples=40, deadline=None, derandomize=True, database=None)
+    settings.register_profile('long', max_examples=5000, deadline=None)
+    settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'default'))
+
+
+_hypothesis_profiles()

@@ -146,7 +146,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Che
         raise fail(f'malformed header or statistics: {e}') from None
     if action_mean.shape != (cfg.action_dim,) or action_std.shape != (cfg.action_dim,):
         raise fail(f'action statistics do not have shape ({cfg.action_dim},) as the config says')
-    model = WorldModel(cfg)
+    try:
+        model = WorldModel(cfg)
+    except (ValueError, TypeError, RuntimeError) as e:  # a config no model can be built from
+        raise fail(f'its config does not describe a buildable model: {e}') from None
     state = {k.removeprefix('model.'): v for k, v in tensors.items() if k.startswith('model.')}
     extra = {k.removeprefix('extra.'): v for k, v in tensors.items() if k.startswith('extra.')}
     expected = model.state_dict()

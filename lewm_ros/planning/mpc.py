@@ -122,8 +122,12 @@ class Actuation:
         return self.low / self.scale, self.high / self.scale
 
     def command(self, action: np.ndarray) -> np.ndarray:
-        """A planned action (A,) in model units -> the robot command (A,), within the limits."""
-        return np.clip(np.asarray(action, np.float64) * self.scale, self.low, self.high)
+        """A planned action (A,) in model units -> the robot command (A,), within the limits; a non-finite action
+        is refused (ValueError: the MPC never installs one, so this is a bug's last stop, not a clamp's job)."""
+        action = np.asarray(action, np.float64)
+        if not np.isfinite(action).all():
+            raise ValueError(f'action {action.tolist()} is not finite: refusing to command it')
+        return np.clip(action * self.scale, self.low, self.high)
 
     def hold(self, measured: np.ndarray | None = None) -> np.ndarray | None:
         """The command that holds still: zero velocity, or the measured position (None while unknown)."""
