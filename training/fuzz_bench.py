@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from soak import rss_mib  # (this folder is on the path when a script here runs)
 
 ENCODINGS = ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', '16UC1', 'yuv422', '', 'RGB8', 'jpeg']
 
@@ -44,13 +45,6 @@ def fuzzed_image(rng: np.random.Generator) -> dict:
         step, size = width * 3, height * width * 3
     return {'height': height, 'width': width, 'step': step, 'encoding': encoding,
             'data': rng.integers(0, 256, size, dtype=np.uint8).tobytes()}
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmRSS:'):
-            return int(line.split()[1])
-    return -1
 
 
 def fuzz_frames(count: int, rate: float, seed: int) -> dict:
@@ -76,7 +70,7 @@ def fuzz_frames(count: int, rate: float, seed: int) -> dict:
         while not all(p.get_subscription_count() for p in publishers):
             assert planner.poll() is None and time.monotonic() < deadline, 'the planner did not start'
             rclpy.spin_once(probe, timeout_sec=0.1)
-        rss_before = rss_kib(planner.pid)
+        rss_before = rss_mib(planner.pid)
         started = time.monotonic()
         for k in range(count):
             fields = fuzzed_image(rng)
@@ -96,7 +90,7 @@ def fuzz_frames(count: int, rate: float, seed: int) -> dict:
         rclpy.spin_until_future_complete(probe, future, timeout_sec=10)
         counts.update(seconds=round(time.monotonic() - started, 1), node_crashes=int(not alive),
                       node_answers_after=future.done() and future.result() is not None,
-                      rss_kib_before=rss_before, rss_kib_after=rss_kib(planner.pid) if alive else None)
+                      rss_mib_before=rss_before, rss_mib_after=rss_mib(planner.pid) if alive else None)
     finally:
         probe.destroy_node()
         rclpy.try_shutdown()

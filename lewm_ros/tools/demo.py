@@ -258,8 +258,10 @@ def sim_config() -> SimConfig:
     return SimConfig(**layered_parameters(parameter_files('sim')))
 
 
-def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict, lock_step: bool) -> dict:
-    """sim_node and planner_node with the installed parameter files; the demo itself resets episodes."""
+def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict, lock_step: bool,
+                sim_parameters: dict | None = None) -> dict:
+    """sim_node and planner_node with the installed parameter files; by default the caller resets episodes
+    (``sim_parameters`` over that: the soak lets the sim reset itself)."""
     def overrides(values: dict) -> list[str]:
         return [part for name, value in values.items() for part in ('-p', f'{name}:={value}')]
 
@@ -270,7 +272,8 @@ def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: 
     ros_args = ['--ros-args', '-r', f'__ns:=/{NAMESPACE}']
     commands = {
         'sim_node': [sys.executable, '-m', 'lewm_ros.nodes.sim_node', *ros_args, *files('sim'),
-                     *overrides({**timing, 'seed': seed, 'reset_on_success': 'false', 'episode_steps': 0})],
+                     *overrides({**timing, 'seed': seed, 'reset_on_success': 'false', 'episode_steps': 0,
+                                 **(sim_parameters or {})})],
         'planner_node': [sys.executable, '-m', 'lewm_ros.nodes.planner_node', *ros_args, *files('planner'),
                          *overrides({**timing, 'checkpoint': checkpoint, **planner_parameters})],
     }
