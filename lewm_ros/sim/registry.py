@@ -60,7 +60,7 @@ class Probe:
 
     names: tuple[str, ...]
     targets: Callable[[np.ndarray], np.ndarray]  # states (N, S) -> (N, len(names))
-    unit: str = 'px'  # of the first two targets (a position)
+    unit: str | None = 'px'  # of the first two targets, a position (None: they are not one, no RMSE printed)
 
 
 @dataclass(frozen=True)

@@ -186,8 +186,8 @@ def run(argv=None) -> dict:
     for name, test in results['paired_t_tests'].items():
         print(f"  paired t-test {name:28s} t = {test['t']:7.2f}  p = {test['p']:.2e}")
     readings = ', '.join(f"{name} {results['probe']['pearson_r_' + name]:.3f}" for name in probe.names)
-    print(f"state probe (held-out frames), Pearson r: {readings}; position RMSE "
-          f"{results['probe']['position_rmse']:.3g} {probe.unit}")
+    position = f"; position RMSE {results['probe']['position_rmse']:.3g} {probe.unit}" if probe.unit else ''
+    print(f'state probe (held-out frames), Pearson r: {readings}{position}')
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'physics.json').write_text(json.dumps(results, indent=1))
     plot(curves, event, fs, world.name, args.out / 'surprise.png')

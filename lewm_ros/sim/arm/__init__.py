@@ -16,5 +16,5 @@ def joint_targets(states: np.ndarray) -> np.ndarray:
 SPEC = WorldSpec(
     simulator=PlanarArm,
     experts={'reach': ArmReachExpert, 'push': ArmPushExpert},
-    probe=Probe(('shoulder_cos', 'elbow_cos', 'shoulder_sin', 'elbow_sin'), joint_targets),
+    probe=Probe(('shoulder_cos', 'elbow_cos', 'shoulder_sin', 'elbow_sin'), joint_targets, unit=None),
 )

@@ -21,7 +21,7 @@ def joint_targets(states: np.ndarray) -> np.ndarray:
 SPEC = WorldSpec(
     simulator=Reacher,
     experts={'reach': ReacherExpert},
-    probe=Probe(('shoulder_cos', 'wrist_cos', 'shoulder_sin', 'wrist_sin'), joint_targets, unit='rad'),
+    probe=Probe(('shoulder_cos', 'wrist_cos', 'shoulder_sin', 'wrist_sin'), joint_targets, unit=None),
     # random torques leave the arm near where it was over many 25-step windows: those pairs start solved
     pairs_start_solved=True,
     subsets={'unsolved': Subset(unsolved, filtered=True,
