@@ -149,7 +149,8 @@ cube: $(STAMP)
 # official code's data), held-out ones, then per training seed train, evaluate at the paper's protocol (50 pairs,
 # goal 25 steps ahead, budget 50) on all pairs and on those not solved at the start, by the wrapped criterion
 # (what solved means here) with the official one beside it, with the node's planner and the paper's, beside random,
-# replay and (first seed) the oracle; then violation of expectation. Results land in out/reacher/.
+# replay and (first seed) the oracle; then violation of expectation. Results land in out/reacher/. 56 min on a
+# 2-core Intel Xeon (collection and ingest 4.5, then 25 and 26 per seed), measured in three parts (docs/reacher.md).
 REACHER := out/reacher
 REACHER_EVAL := --world reacher --pairs $(REACHER)/heldout --episodes 50 --goal-offset 25 --budget 50 --no-progress
 reacher: $(STAMP)
