@@ -56,7 +56,7 @@ def test_any_image_message_decodes_to_rgb_or_is_refused_with_a_reason(msg):
 
 @st.composite
 def compressed_messages(draw):
-    """A real jpeg or png with bytes flipped, cut or prepended, or bytes of nothing in particular."""
+    """A real jpeg or png with bytes flipped or cut off, or bytes of nothing in particular."""
     fmt = draw(st.sampled_from(['jpeg', 'png', 'rgb8; jpeg compressed bgr8', 'tiff', '', 'PNG']))
     if draw(st.booleans()):
         side = draw(st.integers(1, 24))

@@ -74,7 +74,7 @@ def fuzz_frames(count: int, rate: float, seed: int) -> dict:
         started = time.monotonic()
         for k in range(count):
             fields = fuzzed_image(rng)
-            msg = Image(**{**fields, 'data': fields['data']})
+            msg = Image(**fields)
             try:
                 image_to_rgb(msg)
                 counts['taken'] += 1

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from lewm_ros.data.cache import TrainingCache
 from lewm_ros.data.clips import validation_keys
 from lewm_ros.model.checkpoint import Checkpoint
 from lewm_ros.model.decoder import DecoderConfig, FrameDecoder
-from lewm_ros.tools.prior import encode_cache
+from lewm_ros.tools.prior import encode_cache, fit_on_frozen
 
 
 @dataclass
@@ -71,29 +70,19 @@ def train_decoder(ckpt: Checkpoint, cache_dir, cfg: DecoderTrainConfig, val_frac
     sample = np.sort(rng.choice(train_rows, min(len(train_rows), 1024), replace=False))
     mean_frame = pixels(cache, sample).mean(0)  # (S, S, 3)
     decoder.start_at(embeddings[sample], mean_frame)
-    optimiser = torch.optim.AdamW(decoder.parameters(), lr=cfg.lr, weight_decay=0.0)
-    bar = tqdm(range(cfg.steps), desc='frame decoder', unit='step', disable=not progress)
-    losses = []
-    for step in bar:
-        for group in optimiser.param_groups:  # cosine to zero
-            group['lr'] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+
+    def batch_loss() -> torch.Tensor:
         rows = np.sort(rng.choice(train_rows, cfg.batch_size))
-        loss = (decoder(embeddings[rows]) - pixels(cache, rows)).square().mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-        if step % 100 == 0:
-            bar.set_postfix(mse=f'{loss.item():.4f}')
-    decoder.eval()
+        return (decoder(embeddings[rows]) - pixels(cache, rows)).square().mean()
+
+    start, end = fit_on_frozen(decoder, batch_loss, cfg.steps, cfg.lr, 0.0, 'frame decoder', progress)
     check = np.sort(np.random.default_rng(seed + 1).choice(val_rows, min(len(val_rows), 1024), replace=False))
     with torch.inference_mode():
         target = pixels(cache, check)
         mse = float((decoder(embeddings[check]) - target).square().mean())
         baseline = float((mean_frame - target).square().mean())
-    window = max(1, min(100, cfg.steps // 10))
     report = {'train_frames': len(train_rows), 'val_frames': len(val_rows), 'steps': cfg.steps,
-              'train_mse_start': float(np.mean(losses[:window])), 'train_mse_end': float(np.mean(losses[-window:])),
+              'train_mse_start': start, 'train_mse_end': end,
               'val_mse': mse, 'val_psnr_db': 10 * math.log10(1 / max(mse, 1e-12)), 'mean_frame_mse': baseline,
               'config': dataclasses.asdict(cfg)}
     return decoder, report

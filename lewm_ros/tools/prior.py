@@ -81,6 +81,29 @@ def encode_cache(ckpt: Checkpoint, cache: TrainingCache, batch: int, progress: b
     return torch.cat(chunks).float().cpu()
 
 
+def fit_on_frozen(module: torch.nn.Module, batch_loss, steps: int, lr: float, weight_decay: float, desc: str,
+                  progress: bool) -> tuple[float, float]:
+    """Train ``module`` (a part beside a frozen world model: the prior, the frame decoder) for ``steps`` AdamW steps
+    with a cosine to zero; ``batch_loss()`` draws a batch and returns its loss. Returns the mean training loss over
+    the first and the last tenth (at most 100 steps each); leaves ``module`` in eval mode."""
+    optimiser = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    bar = tqdm(range(steps), desc=desc, unit='step', disable=not progress)
+    losses = []
+    for step in bar:
+        for group in optimiser.param_groups:  # cosine to zero
+            group['lr'] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+        loss = batch_loss()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+        if step % 100 == 0:
+            bar.set_postfix(loss=f'{loss.item():.4g}')
+    module.eval()
+    window = max(1, min(100, steps // 10))
+    return float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
+
+
 def train_prior(ckpt: Checkpoint, cache_dir, cfg: PriorTrainConfig, val_fraction: float = 0.1, seed: int = 0,
                 progress: bool = True, embeddings: torch.Tensor | None = None) -> tuple[ActionPrior, dict]:
     """A trained ``ActionPrior`` for ``ckpt`` (frozen) and a report of its held-out fit.
@@ -95,25 +118,15 @@ def train_prior(ckpt: Checkpoint, cache_dir, cfg: PriorTrainConfig, val_fraction
                          f'{ckpt.config.frameskip}; lower prior.horizon or record longer episodes')
     torch.manual_seed(seed)
     prior = ActionPrior(cfg.model_config(), ckpt.config.embed_dim, ckpt.config.history, ckpt.config.action_block_dim)
-    optimiser = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(seed)
-    bar = tqdm(range(cfg.steps), desc='action prior', unit='step', disable=not progress)
-    losses = []
-    for step in bar:
-        for group in optimiser.param_groups:  # cosine to zero
-            group['lr'] = cfg.lr * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
+
+    def batch_loss() -> torch.Tensor:
         history, goal, target = train_set.batch(rng.integers(0, len(train_set), cfg.batch_size))
-        loss = ActionPrior.nll(*prior(history, goal), target)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-        if step % 100 == 0:
-            bar.set_postfix(nll=f'{loss.item():.3f}')
-    prior.eval()
-    window = max(1, min(100, cfg.steps // 10))
+        return ActionPrior.nll(*prior(history, goal), target)
+
+    start, end = fit_on_frozen(prior, batch_loss, cfg.steps, cfg.lr, cfg.weight_decay, 'action prior', progress)
     report = {'train_examples': len(train_set), 'val_examples': len(val_set), 'steps': cfg.steps,
-              'train_nll_start': float(np.mean(losses[:window])), 'train_nll_end': float(np.mean(losses[-window:]))}
+              'train_nll_start': start, 'train_nll_end': end}
     check = val_set if len(val_set) else train_set
     with torch.inference_mode():
         history, goal, target = train_set.batch(np.random.default_rng(seed + 2).integers(0, len(train_set), 4096))
