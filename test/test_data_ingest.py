@@ -269,6 +269,18 @@ def test_bad_bag_names_bag_topic_index_and_leaves_cache_intact(tmp_path, case):
     assert len(TrainingCache(tmp_path / 'cache').episodes) == 2
 
 
+def test_a_bag_whose_own_image_definition_lacks_a_field_is_named(tmp_path):
+    """A bag decodes by the definitions it carries; one damaged there (found by fuzz_bench: a flipped byte renamed
+    a field) gave messages without the field, and ingest raised AttributeError."""
+    write_episode(tmp_path / 'bag', 'mcap', count=6)
+    storage = tmp_path / 'bag' / 'bag.mcap'
+    data = storage.read_bytes()
+    assert b'uint32 step' in data
+    storage.write_bytes(data.replace(b'uint32 step', b'uint32 stpe'))
+    with pytest.raises(BagError, match=r"topic '/image' message #0: cannot read .*step.*not the standard one"):
+        ingest([tmp_path / 'bag'], tmp_path / 'cache', config(), progress=False)
+
+
 def test_cli_ingests_prints_summary_and_fails_cleanly(tmp_path, capsys):
     write_episode(tmp_path / 'good', count=12)
     write_episode(tmp_path / 'bad', count=12, overrides={('command', 1): [np.nan, 1.0]})

@@ -199,6 +199,36 @@ def test_a_damaged_bag_is_ingested_whole_or_named_and_the_cache_stays_consistent
         assert report.ingested == 1 and len(TrainingCache(cache).episodes) == report.episodes > 1  # taken whole
 
 
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_an_unclosed_damaged_bag_is_recovered_whole_or_named_and_the_cache_stays_consistent(recordings, data):
+    """A recording cut short (no metadata.yaml) whose storage file is also cut or flipped, through ingest with
+    ``recover``: what is whole comes back and is ingested, or the bag is named; the cache is consistent."""
+    bags, good_cache = recordings
+    with tempfile.TemporaryDirectory() as scratch:
+        bag, cache = Path(scratch) / 'bag', Path(scratch) / 'cache'
+        shutil.copytree(bags[data.draw(st.sampled_from(sorted(bags)))], bag)
+        shutil.copytree(good_cache, cache)
+        (bag / 'metadata.yaml').unlink()
+        (storage,) = (path for path in bag.iterdir() if path.suffix in ('.mcap', '.db3'))
+        blob = bytearray(storage.read_bytes())
+        if data.draw(st.booleans()):
+            blob = blob[:data.draw(st.integers(0, len(blob) - 1))]
+        else:
+            for _ in range(data.draw(st.integers(1, 32))):
+                blob[data.draw(st.integers(0, len(blob) - 1))] ^= data.draw(st.integers(1, 255))
+        storage.write_bytes(bytes(blob))
+        index = json.loads((cache / 'index.json').read_text())
+        try:
+            report = ingest([bag], cache, INGEST, progress=False, recover=True)
+        except BagError as err:
+            assert str(bag) in str(err)
+            assert json.loads((cache / 'index.json').read_text()) == index
+            assert len(TrainingCache(cache).episodes) == 1
+            return
+        assert report.recovered and report.ingested == 1 and len(TrainingCache(cache).episodes) == report.episodes > 1
+
+
 VALUES = st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1), FLOATS, st.text(max_size=20),
                    st.lists(st.booleans(), max_size=3), st.lists(st.integers(-10**6, 10**6), max_size=6),
                    st.lists(FLOATS, max_size=6), st.lists(st.text(max_size=8), max_size=4))

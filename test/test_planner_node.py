@@ -441,6 +441,14 @@ def test_a_node_that_cannot_start_says_why_in_one_fatal_line_and_exits_1(paramet
     assert len(fatal) == 1 and reason in fatal[0], output
 
 
+@pytest.mark.parametrize('node', ['planner_node', 'recorder_node'])
+def test_a_ros_argument_rcl_cannot_parse_is_named_without_a_traceback(node):
+    result = subprocess.run([sys.executable, '-m', f'lewm_ros.nodes.{node}', '--ros-args', '-p', 'watchdog_timeout:='],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr
+    assert "Couldn't parse parameter override rule: '-p watchdog_timeout:='" in result.stderr, result.stderr
+
+
 def start_cube_planner(namespace: str, folder, image_size: int = 16, output: bool = False, **parameters):
     """planner_node as its own process with the cube world's planner.yaml (a UR5e by twist) and a tiny model of the
     cube's five actions, ``parameters`` over a small search; ``output``: its stdout and stderr to a text pipe."""

@@ -10,8 +10,9 @@ reason). Printed: sent, taken, rejected with a reason, node crashes (it must be 
 parameter service), its resident memory before and after.
 
 Bags: ``--bags`` copies of a real recording (the simulated arm, mcap and sqlite3), each with bytes flipped, cut or
-a file deleted, pushed through ``lewm-ingest`` into a cache holding one good episode. Printed: ingested whole,
-refused with an error naming the bag, crashes (any other exception), caches left inconsistent (must be 0).
+a file deleted, pushed through ``lewm-ingest --recover`` into a cache holding one good episode. Printed: ingested
+whole (of them, rebuilt from an unclosed storage file first), refused with an error naming the bag, crashes (any
+other exception), caches left inconsistent (must be 0).
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def fuzz_bags(count: int, seed: int) -> dict:
 
     config = IngestConfig(image_size=64, state_topic='state', action={'dim': 2})
     rng = np.random.default_rng(seed)
-    counts = {'bags': 0, 'ingested whole': 0, 'refused naming the bag': 0, 'crashes': 0, 'inconsistent caches': 0}
+    counts = {'bags': 0, 'ingested whole': 0, 'of them recovered': 0, 'refused naming the bag': 0, 'crashes': 0,
+              'inconsistent caches': 0}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         originals = []
@@ -138,8 +140,9 @@ def fuzz_bags(count: int, seed: int) -> dict:
             index = (cache / 'index.json').read_text()
             counts['bags'] += 1
             try:
-                report = ingest([bag], cache, config, progress=False)
+                report = ingest([bag], cache, config, progress=False, recover=True)
                 counts['ingested whole'] += 1
+                counts['of them recovered'] += len(report.recovered)
                 consistent = len(TrainingCache(cache).episodes) == report.episodes
             except BagError as err:
                 counts['refused naming the bag'] += int(str(bag) in str(err))

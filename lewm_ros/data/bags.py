@@ -8,6 +8,7 @@ distros) fall back to the typestore of the distro named in their metadata, else 
 
 import contextlib
 import functools
+import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -130,7 +131,8 @@ class BagReader:
         if self.path.is_dir() and not (self.path / 'metadata.yaml').exists():
             raise BagError(self.path, 'no metadata.yaml beside its storage files: rosbag2 writes it when the '
                            'recording closes, so this one was cut short (a recorder killed, a full disk, power lost); '
-                           f'rebuild it with `ros2 bag reindex {self.path}`, then ingest again')
+                           'rebuild it from its storage file with `lewm-ingest --recover` (or `ros2 bag reindex`), '
+                           'then ingest again')
         try:
             self._reader = Reader(self.path)
             self._reader.open()
@@ -242,6 +244,27 @@ class BagWriter:
     def write_raw(self, topic: str, data: bytes, stamp_ns: int) -> None:
         """Write already serialised CDR bytes on a registered topic."""
         self._writer.write(self._connections[resolve_topic(topic)], int(stamp_ns), data)
+
+    def flush(self) -> None:
+        """Make what was written so far survive a crash of this process or the machine: finish the open mcap chunk
+        and sync the file, or commit the sqlite3 transaction (rosbags does either only when a 1 MiB chunk fills or
+        at close). ``lewm-ingest --recover`` reads it back from a bag never closed."""
+        storage = self._writer.storage  # (rosbags' storage plugin; rosbags is pinned)
+        if self.storage == 'mcap':
+            if storage.chunk.bio.tell():
+                storage.close_chunk()
+            storage.bio.flush()
+            os.fsync(storage.bio.fileno())
+        else:
+            storage.conn.commit()
+
+    def abort(self) -> None:
+        """Give up the bag after a failed write (a full disk): release its files without finishing them (that
+        would write again); what ``flush`` saved stays recoverable."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):  # the buffered tail may fail to write once more
+                writer.abort()
 
     def close(self) -> None:
         """Finish the storage file and write metadata.yaml; safe to call twice."""

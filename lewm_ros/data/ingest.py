@@ -3,7 +3,8 @@
 Each bag is decoded in one pass (images batched through the shared resize), aligned onto the
 control grid (see ``align``) and appended to the cache, which commits it atomically. Bags already
 in the cache with unchanged files are skipped. A bad bag raises ``BagError`` naming bag, topic and
-message index and leaves the cache as it was; with ``skip_bad`` it is reported and skipped.
+message index and leaves the cache as it was; with ``skip_bad`` it is reported and skipped. A bag that was
+never closed (no metadata.yaml) is refused with that reason; ``recover`` rebuilds it first (``data.recover``).
 """
 
 import argparse
@@ -23,6 +24,7 @@ from lewm_ros.data.align import align_episode, median_period_ns, refined_period_
 from lewm_ros.data.bags import BagError, BagReader, resolve_topic
 from lewm_ros.data.cache import CacheWriter, TrainingCache
 from lewm_ros.data.images import ImageDecodeError, image_to_rgb, resize_rgb_batch
+from lewm_ros.data.recover import recover_bag
 
 _RESIZE_BATCH = 64  # frames resized together; batching makes resizing ~3x cheaper per frame
 _DECODE_THREADS = 2
@@ -89,6 +91,7 @@ class IngestReport:
     ingested: int = 0
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)  # one line per bag rebuilt by ``recover``
     episodes: int = 0
     frames: int = 0
     steps: int = 0
@@ -106,6 +109,7 @@ class IngestReport:
         if self.action_stats is not None:
             lines.append(f'action mean {np.round(self.action_stats.mean, 4).tolist()}')
             lines.append(f'action std  {np.round(self.action_stats.std, 4).tolist()}')
+        lines += self.recovered
         lines += [f'bad bag: {error}' for error in self.failed]
         return '\n'.join(lines)
 
@@ -127,8 +131,9 @@ def find_bags(paths) -> list[Path]:
 
 
 def ingest(bag_paths, cache_dir, config: IngestConfig | None = None, skip_bad: bool = False,
-           progress: bool = True) -> IngestReport:
-    """Append the bags under ``bag_paths`` to the cache at ``cache_dir``; see the module docstring."""
+           progress: bool = True, recover: bool = False) -> IngestReport:
+    """Append the bags under ``bag_paths`` to the cache at ``cache_dir``; see the module docstring. ``recover``:
+    first rebuild each bag that was never closed from its storage file (``data.recover``)."""
     config = config or IngestConfig()
     report = IngestReport(cache=str(cache_dir))
     writer = CacheWriter(cache_dir, config.settings(), config.image_size)
@@ -138,6 +143,11 @@ def ingest(bag_paths, cache_dir, config: IngestConfig | None = None, skip_bad: b
         for bag in bar:
             key = str(bag.resolve())
             try:
+                if recover and bag.is_dir() and not (bag / 'metadata.yaml').exists():
+                    recovery = recover_bag(bag)
+                    report.recovered.append(recovery.summary())
+                    if progress:
+                        bar.write(recovery.summary())
                 fingerprint = _fingerprint(bag)
                 if writer.index['bags'].get(key, {}).get('fingerprint') == fingerprint:
                     report.skipped += 1
@@ -237,7 +247,16 @@ class _FrameSink:
                                        f'{rgb.shape[1]}x{rgb.shape[0]}')
         except ImageDecodeError as err:
             raise BagError(self.bag, str(err), message.topic, message.index) from err
+        except (AttributeError, TypeError) as err:
+            raise _not_standard(self.bag, message, err) from err
         return rgb
+
+
+def _not_standard(bag: Path, message, error: Exception) -> BagError:
+    """A message without the fields its type has in ROS: the bag carries its own (damaged or custom) definition
+    of the type, and rosbags decoded it by that one."""
+    return BagError(bag, f'cannot read {type(message.msg).__name__}: {error} (the definition of its type stored in '
+                    'the bag is not the standard one)', message.topic, message.index)
 
 
 def _ingest_bag(bag: Path, config: IngestConfig, writer: CacheWriter, pool: ThreadPoolExecutor) -> dict:
@@ -261,6 +280,8 @@ def _ingest_bag(bag: Path, config: IngestConfig, writer: CacheWriter, pool: Thre
                 vector_topics[message.topic].add(message, stamp)
             except ActionError as err:
                 raise BagError(bag, str(err), message.topic, message.index) from err
+            except (AttributeError, TypeError) as err:
+                raise _not_standard(bag, message, err) from err
         frames.finish()
 
     required = [(image_topic, image_times), (action_topic, commands.times)]
@@ -328,6 +349,9 @@ def _parse_args(argv):
     parser.add_argument('--out', required=True, help='cache directory (created or extended)')
     parser.add_argument('--config', help='YAML file with IngestConfig fields (action: {fields, joints, dim})')
     parser.add_argument('--skip-bad', action='store_true', help='report and skip bad bags instead of stopping')
+    parser.add_argument('--recover', action='store_true',
+                        help='rebuild bags that were never closed (no metadata.yaml: a recorder killed, a full disk) '
+                        'from their storage files first, keeping the originals as *.unclosed')
     parser.add_argument('--image-topic')
     parser.add_argument('--action-topic')
     parser.add_argument('--state-topic')
@@ -360,7 +384,7 @@ def config_from_args(args) -> IngestConfig:
 def main(argv=None) -> int:
     args = _parse_args(argv)
     try:
-        report = ingest(args.bags, args.out, config_from_args(args), skip_bad=args.skip_bad)
+        report = ingest(args.bags, args.out, config_from_args(args), skip_bad=args.skip_bad, recover=args.recover)
     except ValueError as err:  # bad bag, bad settings or a cache built otherwise
         print(f'lewm-ingest: error: {err}\n(the cache is unchanged by the failed bag)', file=sys.stderr)
         return 1

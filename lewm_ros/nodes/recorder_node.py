@@ -7,10 +7,17 @@ through the services ``~/start`` and ``~/stop`` (std_srvs/Trigger), ``~/set_reco
 and roll over to a new bag every ``episode_duration`` seconds when that is positive. Shutdown
 (Ctrl-C, SIGTERM, node destruction) closes the open bag, so it keeps its index and metadata.
 
+Faults: the open bag is flushed every ``flush_interval`` seconds, so a recorder killed (or a machine losing
+power) loses at most that much; ``lewm-ingest --recover`` rebuilds such an unclosed bag. A write that fails (a
+full disk) ends the episode: the bag is given up unfinished, flagged by ``recording_failed.txt`` (the reason)
+where the disk still takes it, the error is logged, and the node records the next episode when asked.
+
     recorder_node --ros-args --params-file config/recorder.yaml
 """
 
+import contextlib
 import os
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +29,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
 from lewm_ros.data.bags import STORAGES, BagWriter, TopicQos, typestore_for
+from lewm_ros.data.recover import FAILURE_NOTE
 from lewm_ros.nodes.conversions import message_class, topic_qos
 from lewm_ros.nodes.parameters import ParameterBinding
 from lewm_ros.nodes.spinning import run_node
@@ -49,6 +57,9 @@ class RecorderConfig:
     reliability: str = setting('best_effort', "subscription QoS; 'best_effort' also hears best-effort camera "
                                'drivers', choices=tuple(sorted(RELIABILITIES)))
     qos_depth: int = setting(100, 'subscription queue depth', low=1, high=100_000)
+    flush_interval: float = setting(1.0, 'seconds between flushes of the open bag to disk: a recorder killed loses '
+                                    'at most this much (lewm-ingest --recover reads the rest)', low=0.05, high=3600.0,
+                                    live=True)
 
     def validate(self) -> None:
         """Raise ValueError with the reason when a value is invalid."""
@@ -83,7 +94,7 @@ class RecorderNode(Node):
         (self.config,) = self.parameters.check()
         self._lock = threading.Lock()  # services, timers and subscriptions may run on several threads
         self._writer: BagWriter | None = None
-        self._episode_started = 0.0
+        self._episode_started = self._flushed = 0.0
         self._episode_number = 0
         self._message_count = 0
         self._types: dict[str, str] = {}  # resolved topic -> type, once known and subscribed
@@ -103,7 +114,7 @@ class RecorderNode(Node):
         self.create_service(SetBool, '~/set_recording', self._on_set_recording)
         if self.config.control_topic:
             self.create_subscription(Bool, self.config.control_topic, self._on_control, 10)
-        self.create_timer(0.05, self._roll_over_if_due)
+        self.create_timer(0.05, self._flush_or_roll_over_if_due)
         if self.config.autostart:
             self.start_episode()
 
@@ -148,9 +159,13 @@ class RecorderNode(Node):
         stamp_ns = self.get_clock().now().nanoseconds
         with self._lock:
             if self._writer is not None:
-                if not self._writer.has_topic(topic):
-                    self._register(self._writer, topic, fallback=True)  # (its publisher may have left already)
-                self._writer.write_raw(topic, data, stamp_ns)
+                try:
+                    if not self._writer.has_topic(topic):
+                        self._register(self._writer, topic, fallback=True)  # (its publisher may have left already)
+                    self._writer.write_raw(topic, data, stamp_ns)
+                except (OSError, sqlite3.Error) as err:
+                    self._give_up(err)
+                    return
                 self._message_count += 1
 
     @property
@@ -172,12 +187,32 @@ class RecorderNode(Node):
             path = None if self._writer is None else self._close_bag()
         return path
 
-    def _roll_over_if_due(self) -> None:
-        duration = self.config.episode_duration
+    def _flush_or_roll_over_if_due(self) -> None:
+        duration, now = self.config.episode_duration, time.monotonic()
         with self._lock:  # close and reopen under one lock: no message falls between two bags
-            if self._writer is not None and duration > 0 and time.monotonic() - self._episode_started >= duration:
-                self._close_bag()
-                self._open_bag()
+            if self._writer is None:
+                return
+            try:
+                if duration > 0 and now - self._episode_started >= duration:
+                    self._close_bag()
+                    self._open_bag()
+                elif now - self._flushed >= self.config.flush_interval:
+                    self._writer.flush()
+                    self._flushed = now
+            except (OSError, sqlite3.Error) as err:
+                self._give_up(err)
+
+    def _give_up(self, error: Exception) -> None:
+        """A write failed (a full disk): end the episode without finishing the bag (that would write again), flag
+        it, say so; the node goes on and the next episode starts when asked."""
+        writer, self._writer = self._writer, None
+        writer.abort()
+        reason = f'writing {writer.path} failed: {error}'
+        with contextlib.suppress(OSError):  # (the disk may not take even this)
+            (writer.path / FAILURE_NOTE).write_text(reason + '\n')
+        self.last_bag = writer.path
+        self.get_logger().error(f'episode ended: {reason}; {self._message_count} messages recorded, those flushed '
+                                'before the error are kept: rebuild the bag with `lewm-ingest --recover`')
 
     def _open_bag(self) -> Path | None:
         stamp = time.strftime('%Y%m%d_%H%M%S')
@@ -194,16 +229,21 @@ class RecorderNode(Node):
             self.get_logger().error(self.refusal)
             return None
         self._writer = writer
-        self._episode_started = time.monotonic()
+        self._episode_started = self._flushed = time.monotonic()
         self._message_count = 0
         return path
 
     def _close_bag(self) -> Path:
-        writer, self._writer = self._writer, None
+        writer = self._writer
         for topic in self._types:
             if not writer.has_topic(topic):
                 self._register(writer, topic, fallback=True)
-        writer.close()
+        try:
+            writer.close()
+        except (OSError, sqlite3.Error) as err:  # (its index and metadata are writes too)
+            self._give_up(err)
+            return writer.path
+        self._writer = None
         self.last_bag = writer.path
         self.get_logger().info(f'episode stopped: {writer.path} ({self._message_count} messages)')
         return writer.path

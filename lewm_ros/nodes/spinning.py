@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.exceptions import ParameterException
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -41,15 +42,20 @@ def spin_until_signal(node: Node, executor: Executor | None = None) -> None:
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     finally:
-        # Callbacks still running on a MultiThreadedExecutor's pool: Jazzy's Executor.shutdown means to wait for
-        # them but skips it (it tests _is_shutdown just after setting it), destroys its guard condition, and the
-        # finishing callback then printed 'exception was never retrieved: ... destruction was requested'.
-        pool = getattr(executor, '_executor', None)
-        if pool is not None:
-            pool.shutdown(wait=True)
         # now, while the context lives: left to the garbage collector, rclpy destroyed its guard condition after
         # rclpy.shutdown and printed a traceback (seen from sim_node under ros2 launch)
-        executor.shutdown(timeout_sec=5.0)
+        shutdown_executor(executor)
+
+
+def shutdown_executor(executor: Executor) -> None:
+    """Shut ``executor`` down after the callbacks still running on it have finished. Jazzy's Executor.shutdown
+    means to wait for a MultiThreadedExecutor's pool but skips it (it tests _is_shutdown just after setting it),
+    destroys its guard condition, and the finishing callback then printed 'exception was never retrieved: ...
+    destruction was requested'."""
+    pool = getattr(executor, '_executor', None)
+    if pool is not None:
+        pool.shutdown(wait=True)
+    executor.shutdown(timeout_sec=5.0)
 
 
 def run_node(node_class: Callable[[], Node], args, doc: str, executor: Callable[[], Executor] | None = None,
@@ -60,9 +66,15 @@ def run_node(node_class: Callable[[], Node], args, doc: str, executor: Callable[
     makes the executor to spin on (default: single-threaded).
     """
     program = doc.split(':')[0]
-    argparse.ArgumentParser(prog=program, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog='ROS arguments: --ros-args --params-file FILE -p NAME:=VALUE -r __ns:=/NAMESPACE'
-                            ).parse_args(remove_ros_args(args)[1:])
+    parser = argparse.ArgumentParser(prog=program, description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog='ROS arguments: --ros-args --params-file FILE -p NAME:=VALUE '
+                                     '-r __ns:=/NAMESPACE')
+    try:
+        own_args = remove_ros_args(args)[1:]
+    except RCLError as err:  # a ROS argument rcl cannot parse (-p name:= with no value): say which, no traceback
+        parser.error(str(err).split(', at ')[0])
+    parser.parse_args(own_args)
     init(args)
     node = None
     try:

@@ -258,10 +258,10 @@ def sim_config() -> SimConfig:
     return SimConfig(**layered_parameters(parameter_files('sim')))
 
 
-def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict, lock_step: bool,
-                sim_parameters: dict | None = None) -> dict:
-    """sim_node and planner_node with the installed parameter files; by default the caller resets episodes
-    (``sim_parameters`` over that: the soak lets the sim reset itself)."""
+def node_commands(checkpoint: Path, seed: int, planner_parameters: dict, lock_step: bool,
+                  sim_parameters: dict | None = None) -> dict[str, list[str]]:
+    """The command lines of sim_node and planner_node with the installed parameter files; by default the caller
+    resets episodes (``sim_parameters`` over that: the soak lets the sim reset itself)."""
     def overrides(values: dict) -> list[str]:
         return [part for name, value in values.items() for part in ('-p', f'{name}:={value}')]
 
@@ -270,16 +270,25 @@ def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: 
 
     timing = {'lock_step': str(lock_step).lower()}
     ros_args = ['--ros-args', '-r', f'__ns:=/{NAMESPACE}']
-    commands = {
+    return {
         'sim_node': [sys.executable, '-m', 'lewm_ros.nodes.sim_node', *ros_args, *files('sim'),
                      *overrides({**timing, 'seed': seed, 'reset_on_success': 'false', 'episode_steps': 0,
                                  **(sim_parameters or {})})],
         'planner_node': [sys.executable, '-m', 'lewm_ros.nodes.planner_node', *ros_args, *files('planner'),
                          *overrides({**timing, 'checkpoint': checkpoint, **planner_parameters})],
     }
+
+
+def start_nodes(checkpoint: Path, seed: int, log_dir: Path, planner_parameters: dict, lock_step: bool,
+                sim_parameters: dict | None = None) -> dict:
+    """Both nodes (``node_commands``) as processes, each logging to ``log_dir``/NAME.log."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    return {name: subprocess.Popen(command, stdout=open(log_dir / f'{name}.log', 'w'), stderr=subprocess.STDOUT)
-            for name, command in commands.items()}
+    commands = node_commands(checkpoint, seed, planner_parameters, lock_step, sim_parameters)
+    return {name: start_logged(command, log_dir / f'{name}.log') for name, command in commands.items()}
+
+
+def start_logged(command: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=open(log, 'w'), stderr=subprocess.STDOUT)
 
 
 def stop_nodes(processes: dict) -> None:
