@@ -16,11 +16,11 @@ from .test_data_ingest import write_episode
 TOPIC = '/state'
 
 
-def write_numbers(writer: BagWriter, numbers) -> None:
+def write_numbers(writer: BagWriter, numbers, size: int = 50) -> None:
     layout = writer.message('std_msgs/msg/MultiArrayLayout', dim=[], data_offset=0)
     for k in numbers:
         writer.write(TOPIC, writer.message('std_msgs/msg/Float64MultiArray', layout=layout,
-                                           data=np.full(50, float(k))), 1_000_000_000 + k * 1000)
+                                           data=np.full(size, float(k))), 1_000_000_000 + k * 1000)
 
 
 def numbers(bag) -> list[int]:
@@ -44,6 +44,36 @@ def test_what_was_flushed_before_the_process_died_is_recovered_exactly(tmp_path,
     assert recovery.original.name == f'live.{"mcap" if storage == "mcap" else "db3"}.unclosed'  # kept as it was
     with pytest.raises(BagError, match='nothing to recover'):
         recover_bag(tmp_path / 'died')  # closed now
+
+
+def test_a_sqlite3_transaction_open_at_the_kill_is_rolled_back_and_its_journal_kept_with_the_original(tmp_path):
+    writer = BagWriter(tmp_path / 'live' / 'bag', 'sqlite3')
+    write_numbers(writer, range(30), size=5000)
+    writer.flush()
+    write_numbers(writer, range(30, 45), size=5000)  # 600 kB uncommitted: sqlite has started its journal
+    shutil.copytree(tmp_path / 'live' / 'bag', tmp_path / 'died' / 'bag')  # as a SIGKILL leaves it, same name
+    writer.close()
+    bag = tmp_path / 'died' / 'bag'
+    assert (bag / 'bag.db3-journal').exists()
+    recover_bag(bag)
+    assert numbers(bag) == list(range(30))
+    assert sorted(item.name for item in bag.iterdir()) == [
+        'bag.db3', 'bag.db3.unclosed', 'bag.db3.unclosed-journal', 'metadata.yaml']  # no journal beside the new file
+
+
+def test_a_recovery_cut_short_runs_again_from_the_original(tmp_path):
+    with BagWriter(tmp_path / 'bag', 'mcap') as writer:
+        write_numbers(writer, range(12))
+    bag = tmp_path / 'bag'
+    (bag / 'metadata.yaml').unlink()
+    original = (bag / 'bag.mcap').read_bytes()
+    # cut short after setting the original aside and moving the rebuilt storage file in, before its metadata.yaml
+    (bag / 'bag.mcap').rename(bag / 'bag.mcap.unclosed')
+    (bag / 'bag.mcap').write_bytes(b'half a rebuilt file')
+    (tmp_path / '.bag.recovering').mkdir()  # and its scratch folder
+    recovery = recover_bag(bag)
+    assert numbers(bag) == list(range(12)) and recovery.original == bag / 'bag.mcap.unclosed'
+    assert (bag / 'bag.mcap.unclosed').read_bytes() == original and not (tmp_path / '.bag.recovering').exists()
 
 
 def test_an_mcap_cut_anywhere_gives_back_a_prefix_of_its_messages(tmp_path):
@@ -75,6 +105,7 @@ def test_garbage_is_refused_naming_the_bag(tmp_path):
     (bag / 'garbage.mcap').write_bytes(b'not an mcap file at all')
     with pytest.raises(BagError, match=r'garbage.*not mcap'):
         recover_bag(bag)
+    assert [item.name for item in bag.iterdir()] == ['garbage.mcap']  # a failed recovery changes nothing
     (bag / 'garbage.mcap').unlink()
     with pytest.raises(BagError, match=r'expected one \.mcap or \.db3'):
         recover_bag(bag)

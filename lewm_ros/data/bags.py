@@ -211,9 +211,11 @@ class BagWriter:
     def __exit__(self, *exc_info):
         self.close()  # also on errors: what was written stays readable
 
-    def add_topic(self, topic: str, msgtype: str, qos: list[TopicQos] | tuple[TopicQos, ...] = (TopicQos(),)) -> None:
+    def add_topic(self, topic: str, msgtype: str, qos: list[TopicQos] | tuple[TopicQos, ...] = (TopicQos(),),
+                  definition: str | None = None) -> None:
         """Register ``topic`` with ``msgtype`` ('pkg/msg/Name') and the QoS its publishers offer; needed before the
-        first write_raw (``write`` registers unknown topics with the default, reliable and volatile)."""
+        first write_raw (``write`` registers unknown topics with the default, reliable and volatile). ``definition``:
+        the message definition to store (another bag's, carried over), else the typestore's."""
         topic = resolve_topic(topic)
         if topic in self._connections:
             if self._connections[topic].msgtype != msgtype:
@@ -222,7 +224,8 @@ class BagWriter:
         if msgtype not in self.typestore.types:
             raise ValueError(f'message type {msgtype} is unknown to the rosbags typestore')
         self._connections[topic] = self._writer.add_connection(
-            topic, msgtype, typestore=self.typestore, offered_qos_profiles=[profile.profile() for profile in qos])
+            topic, msgtype, typestore=self.typestore, offered_qos_profiles=[profile.profile() for profile in qos],
+            msgdef=definition, rihs01=self.typestore.hash_rihs01(msgtype) if definition else None)
 
     def has_topic(self, topic: str) -> bool:
         return resolve_topic(topic) in self._connections
@@ -247,11 +250,11 @@ class BagWriter:
 
     def flush(self) -> None:
         """Make what was written so far survive a crash of this process or the machine: finish the open mcap chunk
-        and sync the file, or commit the sqlite3 transaction (rosbags does either only when a 1 MiB chunk fills or
-        at close). ``lewm-ingest --recover`` reads it back from a bag never closed."""
+        and sync the file, or commit the sqlite3 transaction (rosbags writes an mcap chunk out when 1 MiB fills it,
+        and commits sqlite3 only at close). ``lewm-ingest --recover`` reads it back from a bag never closed."""
         storage = self._writer.storage  # (rosbags' storage plugin; rosbags is pinned)
         if self.storage == 'mcap':
-            if storage.chunk.bio.tell():
+            if storage.chunk.msgs:  # (a chunk of schemas alone would be indexed with no time range)
                 storage.close_chunk()
             storage.bio.flush()
             os.fsync(storage.bio.fileno())

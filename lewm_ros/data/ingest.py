@@ -114,19 +114,21 @@ class IngestReport:
         return '\n'.join(lines)
 
 
-STORAGE_SUFFIXES = ('.mcap', '.db3')
+STORAGE_PATTERNS = ('*.mcap', '*.db3', '*.mcap.unclosed', '*.db3.unclosed')  # (the last two: a recovery cut short)
 
 
 def find_bags(paths) -> list[Path]:
     """Bag directories among ``paths``: each is a bag (has metadata.yaml) or is searched for bags. A directory with
-    storage files but no metadata.yaml (a recording cut short) is returned too, so that reading it says why."""
+    storage files but no metadata.yaml (a recording cut short) is returned too, so that reading it says why. Hidden
+    folders are not searched (``recover``'s scratch folder is one)."""
     bags = []
     for path in map(Path, paths):
         if (path / 'metadata.yaml').exists() or not path.is_dir():
             bags.append(path)
         else:
-            storage = {file.parent for suffix in STORAGE_SUFFIXES for file in path.rglob(f'*{suffix}')}
-            bags += sorted({meta.parent for meta in path.rglob('metadata.yaml')} | storage)
+            found = {meta.parent for meta in path.rglob('metadata.yaml')}
+            found |= {file.parent for pattern in STORAGE_PATTERNS for file in path.rglob(pattern)}
+            bags += sorted(bag for bag in found if not any(part[0] == '.' for part in bag.relative_to(path).parts))
     return bags
 
 

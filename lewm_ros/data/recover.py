@@ -3,13 +3,15 @@
 rosbag2 writes ``metadata.yaml`` (and an mcap file's index and footer) when a recording closes, so a recorder
 killed, a full disk or a power cut leave a folder no reader opens. ``recover_bag`` reads the storage file as far
 as it is whole (an mcap file record by record up to the first cut one; a sqlite3 file as its last commit left
-it), writes those messages as a closed bag of the same storage in the same folder, and keeps the original file
-beside it as ``<name>.unclosed``. recorder_node flushes its bags every ``flush_interval`` seconds, so a killed
-recorder loses at most that much. ``lewm-ingest --recover`` runs this on every unclosed bag it finds.
+it), writes those messages, with the bag's own message definitions, as a closed bag of the same storage in the
+same folder, and keeps the original file beside it as ``<name>.unclosed``. recorder_node flushes its bags every
+``flush_interval`` seconds, so a killed recorder loses about that much. ``lewm-ingest --recover`` runs this on
+every unclosed bag it finds.
 """
 
 import contextlib
 import io
+import os
 import shutil
 import sqlite3
 import struct
@@ -43,36 +45,55 @@ class Recovery:
 
 
 def recover_bag(bag) -> Recovery:
-    """Make the unclosed bag folder ``bag`` readable; BagError when it is closed already or holds nothing usable."""
+    """Make the unclosed bag folder ``bag`` readable; BagError when it is closed already or holds nothing usable.
+
+    Nothing changes in the folder unless the recovery succeeds. Safe to interrupt and run again: the original is
+    renamed ``*.unclosed`` only after the rebuilt bag is complete (a sqlite3 file with its journal, so that nothing
+    pairs the journal with the rebuilt file), a run finding it reads it again, and metadata.yaml moves in last."""
     bag = Path(bag)
-    if (bag / 'metadata.yaml').exists():
-        raise BagError(bag, 'has metadata.yaml: it was closed, nothing to recover')
-    files = [f for f in sorted(bag.glob('*')) if f.suffix in ('.mcap', '.db3')]
+    try:
+        if (bag / 'metadata.yaml').exists():
+            raise BagError(bag, 'has metadata.yaml: it was closed, nothing to recover')
+        source = _original(bag)
+        scratch = bag.parent / f'.{bag.name}.recovering'  # (a dot folder: never taken for a bag)
+        shutil.rmtree(scratch, ignore_errors=True)  # left by a recovery that was itself interrupted
+        scratch.mkdir()
+        try:
+            mcap = '.mcap' in source.suffixes
+            rebuilt = scratch / bag.name  # the storage file is named after its folder
+            with _Rebuild(rebuilt, 'mcap' if mcap else 'sqlite3') as sink:
+                if mcap:
+                    _read_mcap(bag, source, sink)
+                else:
+                    _read_sqlite(source, scratch, sink)
+            if not sum(sink.counts.values()):
+                raise BagError(bag, 'its storage file holds no complete message to recover'
+                               + ''.join(f'; {topic}: {why}' for topic, why in sink.skipped.items()))
+            original = source.with_name(source.name.removesuffix(UNCLOSED_SUFFIX) + UNCLOSED_SUFFIX)
+            for side in ('-journal', '-wal', '-shm', ''):  # sqlite pairs these with a database by name
+                if source != original and source.with_name(source.name + side).exists():
+                    source.with_name(source.name + side).replace(original.with_name(original.name + side))
+            for item in sorted(rebuilt.iterdir(), key=lambda item: item.name == 'metadata.yaml'):
+                with item.open('rb') as handle:
+                    os.fsync(handle.fileno())
+                item.replace(bag / item.name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        note = bag / FAILURE_NOTE
+        return Recovery(bag, sum(sink.counts.values()), sink.counts, original, sink.skipped,
+                        note.read_text().strip() if note.exists() else '')
+    except OSError as err:  # a folder that cannot be read or written (permissions, a full or read-only disk)
+        raise BagError(bag, f'cannot recover: {err}') from err
+
+
+def _original(bag: Path) -> Path:
+    """The storage file as the recorder left it: ``*.unclosed`` where an earlier recovery was cut short after
+    setting it aside, else the one .mcap or .db3 file."""
+    kept = [f for f in sorted(bag.glob(f'*{UNCLOSED_SUFFIX}')) if f.suffixes[-2:-1] in (['.mcap'], ['.db3'])]
+    files = kept or [f for f in sorted(bag.glob('*')) if f.suffix in ('.mcap', '.db3')]
     if len(files) != 1:
         raise BagError(bag, f'expected one .mcap or .db3 storage file to recover from, found {len(files)}')
-    storage_file = files[0]
-    scratch = bag / '.recovering'
-    shutil.rmtree(scratch, ignore_errors=True)  # left by a recovery that was itself interrupted
-    scratch.mkdir()
-    try:
-        rebuilt = scratch / bag.name  # the storage file is named after its folder
-        with _Rebuild(rebuilt, 'mcap' if storage_file.suffix == '.mcap' else 'sqlite3') as sink:
-            if storage_file.suffix == '.mcap':
-                _read_mcap(bag, storage_file, sink)
-            else:
-                _read_sqlite(storage_file, scratch, sink)
-        if not sum(sink.counts.values()):
-            raise BagError(bag, 'its storage file holds no complete message to recover'
-                           + ''.join(f'; {topic}: {why}' for topic, why in sink.skipped.items()))
-        original = storage_file.with_name(storage_file.name + UNCLOSED_SUFFIX)
-        storage_file.replace(original)  # no reader looks at it any more; metadata.yaml comes last
-        for item in sorted(rebuilt.iterdir(), key=lambda item: item.name == 'metadata.yaml'):
-            item.replace(bag / item.name)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    note = bag / FAILURE_NOTE
-    return Recovery(bag, sum(sink.counts.values()), sink.counts, original, sink.skipped,
-                    note.read_text().strip() if note.exists() else '')
+    return files[0]
 
 
 class _Rebuild:
@@ -87,10 +108,14 @@ class _Rebuild:
     def __enter__(self) -> '_Rebuild':
         return self
 
-    def __exit__(self, *exc_info):
-        self.writer.close()
+    def __exit__(self, error_type, *_):
+        if error_type is None:
+            self.writer.close()
+        else:
+            self.writer.abort()  # (the error that stopped it is the one to report)
 
-    def topic(self, topic_id: int, name: str, msgtype: str, qos_yaml: str) -> None:
+    def topic(self, topic_id: int, name: str, msgtype: str, qos_yaml: str, definition: str = '') -> None:
+        """``definition``: the bag's own message definition, carried over (a reader decodes by it)."""
         if msgtype not in self.known:
             self.skipped[name] = f'type {msgtype} unknown to the rosbags typestore'
             return
@@ -99,7 +124,7 @@ class _Rebuild:
         except Exception:  # (damaged or absent YAML) a replay of it is reliable and volatile then
             qos = []
         try:
-            self.writer.add_topic(name, msgtype, qos or [TopicQos()])
+            self.writer.add_topic(name, msgtype, qos or [TopicQos()], definition=definition or None)
         except Exception as err:  # rosbags refuses it (a name recorded twice with two types, a damaged name)
             self.skipped[name] = str(err)
             return
@@ -155,9 +180,10 @@ def _read_records(view, end: int, schemas: dict, sink: _Rebuild, top_level: bool
             if length > end - view.tell():
                 raise _EndOfDataError
             record = io.BytesIO(_take(view, length))
-            if opcode == b'\x03':  # schema
+            if opcode == b'\x03':  # schema: id, name, encoding, definition
                 schema_id, name = _uint(record, '<H'), _string(record)
-                schemas[schema_id] = name
+                _string(record)
+                schemas[schema_id] = name, _take(record, _uint(record, '<I')).decode(errors='replace')
             elif opcode == b'\x04':  # channel
                 channel_id, schema_id, name = _uint(record, '<H'), _uint(record, '<H'), _string(record)
                 _string(record)  # message encoding (cdr)
@@ -167,7 +193,7 @@ def _read_records(view, end: int, schemas: dict, sink: _Rebuild, top_level: bool
                     qos = value if key == 'offered_qos_profiles' else qos
                 if schema_id not in schemas:
                     raise _EndOfDataError
-                sink.topic(channel_id, name, schemas[schema_id], qos)
+                sink.topic(channel_id, name, *schemas[schema_id][:1], qos, schemas[schema_id][1])
             elif opcode == b'\x05':  # message: channel, sequence, log time, publish time, data
                 channel_id, _, stamp_ns = struct.unpack('<HIQ', _take(record, 14))
                 _take(record, 8)
@@ -186,20 +212,24 @@ def _read_records(view, end: int, schemas: dict, sink: _Rebuild, top_level: bool
 
 # --- sqlite3: the last commit -------------------------------------------------------------------------------------
 def _read_sqlite(db_file: Path, scratch: Path, sink: _Rebuild) -> None:
-    """Read a copy (with its journal): opening it rolls back what was not committed, never touching the original."""
-    copies = [shutil.copy2(item, scratch / item.name) for item in db_file.parent.glob(db_file.name + '*')
-              if item.is_file()]
+    """Read a copy in ``scratch`` (with its journal): opening it rolls back what was not committed, never touching
+    the original."""
+    for item in db_file.parent.glob(db_file.name + '*'):
+        shutil.copy2(item, scratch / item.name)
     try:
         with contextlib.closing(sqlite3.connect(scratch / db_file.name)) as db:
             db.text_factory = lambda raw: raw.decode(errors='replace')  # a damaged name reads damaged, no crash
+            definitions = {}
+            with contextlib.suppress(sqlite3.Error):  # (rosbag2 before Iron stored none)
+                definitions = dict(db.execute('SELECT topic_type, encoded_message_definition FROM '
+                                              'message_definitions'))
             for topic_id, name, msgtype, qos in db.execute('SELECT id, name, type, offered_qos_profiles FROM topics'):
                 if isinstance(name, str) and isinstance(msgtype, str):  # (sqlite keeps any type in any column)
-                    sink.topic(topic_id, name, msgtype, qos if isinstance(qos, str) else '')
+                    definition = definitions.get(msgtype)
+                    sink.topic(topic_id, name, msgtype, qos if isinstance(qos, str) else '',
+                               definition if isinstance(definition, str) else '')
             for topic_id, stamp_ns, data in db.execute('SELECT topic_id, timestamp, data FROM messages ORDER BY id'):
                 if isinstance(stamp_ns, int) and isinstance(data, bytes):
                     sink.message(topic_id, stamp_ns, data)
     except (sqlite3.Error, UnicodeDecodeError) as err:  # (sqlite's message quoting a damaged schema is not UTF-8)
         raise BagError(db_file.parent, f'cannot read its sqlite3 file: {err}') from err
-    finally:
-        for copy in copies:
-            Path(copy).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ and roll over to a new bag every ``episode_duration`` seconds when that is posit
 (Ctrl-C, SIGTERM, node destruction) closes the open bag, so it keeps its index and metadata.
 
 Faults: the open bag is flushed every ``flush_interval`` seconds, so a recorder killed (or a machine losing
-power) loses at most that much; ``lewm-ingest --recover`` rebuilds such an unclosed bag. A write that fails (a
+power) loses about that much; ``lewm-ingest --recover`` rebuilds such an unclosed bag. A write that fails (a
 full disk) ends the episode: the bag is given up unfinished, flagged by ``recording_failed.txt`` (the reason)
 where the disk still takes it, the error is logged, and the node records the next episode when asked.
 
@@ -58,7 +58,7 @@ class RecorderConfig:
                                'drivers', choices=tuple(sorted(RELIABILITIES)))
     qos_depth: int = setting(100, 'subscription queue depth', low=1, high=100_000)
     flush_interval: float = setting(1.0, 'seconds between flushes of the open bag to disk: a recorder killed loses '
-                                    'at most this much (lewm-ingest --recover reads the rest)', low=0.05, high=3600.0,
+                                    'about this much (lewm-ingest --recover reads the rest)', low=0.05, high=3600.0,
                                     live=True)
 
     def validate(self) -> None:
@@ -103,7 +103,7 @@ class RecorderNode(Node):
                         for topic, type_name in zip(self.config.topics, types, strict=True)}
         self._qos = QoSProfile(depth=self.config.qos_depth, reliability=RELIABILITIES[self.config.reliability])
         self.last_bag: Path | None = None
-        self.refusal = ''  # why the last start_episode opened nothing
+        self.refusal = ''  # why the last start or stop did nothing
 
         self._discovery_timer = None
         self._subscribe_known_topics()
@@ -182,8 +182,10 @@ class RecorderNode(Node):
         return path
 
     def stop_episode(self) -> Path | None:
-        """Close the open bag and return its path; None when not recording."""
+        """Close the open bag and return its path; None (reason in ``refusal``) when not recording or the bag
+        failed to close."""
         with self._lock:
+            self.refusal = 'not recording'
             path = None if self._writer is None else self._close_bag()
         return path
 
@@ -194,8 +196,8 @@ class RecorderNode(Node):
                 return
             try:
                 if duration > 0 and now - self._episode_started >= duration:
-                    self._close_bag()
-                    self._open_bag()
+                    if self._close_bag() is not None:  # (a bag that failed to close: the disk takes no new one)
+                        self._open_bag()
                 elif now - self._flushed >= self.config.flush_interval:
                     self._writer.flush()
                     self._flushed = now
@@ -207,7 +209,7 @@ class RecorderNode(Node):
         it, say so; the node goes on and the next episode starts when asked."""
         writer, self._writer = self._writer, None
         writer.abort()
-        reason = f'writing {writer.path} failed: {error}'
+        reason = self.refusal = f'writing {writer.path} failed: {error}'
         with contextlib.suppress(OSError):  # (the disk may not take even this)
             (writer.path / FAILURE_NOTE).write_text(reason + '\n')
         self.last_bag = writer.path
@@ -233,16 +235,17 @@ class RecorderNode(Node):
         self._message_count = 0
         return path
 
-    def _close_bag(self) -> Path:
+    def _close_bag(self) -> Path | None:
+        """The closed bag's path; None when closing failed (given up, the reason in ``refusal``)."""
         writer = self._writer
-        for topic in self._types:
-            if not writer.has_topic(topic):
-                self._register(writer, topic, fallback=True)
         try:
+            for topic in self._types:
+                if not writer.has_topic(topic):
+                    self._register(writer, topic, fallback=True)
             writer.close()
         except (OSError, sqlite3.Error) as err:  # (its index and metadata are writes too)
             self._give_up(err)
-            return writer.path
+            return None
         self._writer = None
         self.last_bag = writer.path
         self.get_logger().info(f'episode stopped: {writer.path} ({self._message_count} messages)')
@@ -253,9 +256,7 @@ class RecorderNode(Node):
 
     def _set_recording(self, on: bool) -> tuple[bool, str]:
         path = self.start_episode() if on else self.stop_episode()
-        if path is None:
-            return False, self.refusal if on else 'not recording'
-        return True, str(path)
+        return (False, self.refusal) if path is None else (True, str(path))
 
     def _on_start(self, _request, response):
         response.success, response.message = self._set_recording(True)

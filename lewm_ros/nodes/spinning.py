@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable
 
 import rclpy
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.exceptions import ParameterException
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -72,7 +71,7 @@ def run_node(node_class: Callable[[], Node], args, doc: str, executor: Callable[
                                      '-r __ns:=/NAMESPACE')
     try:
         own_args = remove_ros_args(args)[1:]
-    except RCLError as err:  # a ROS argument rcl cannot parse (-p name:= with no value): say which, no traceback
+    except RuntimeError as err:  # (rcl's RCLInvalidROSArgsError) an argument rcl cannot parse, as -p name:= alone
         parser.error(str(err).split(', at ')[0])
     parser.parse_args(own_args)
     init(args)
