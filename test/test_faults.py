@@ -30,17 +30,10 @@ from lewm_ros.tools.demo import NAMESPACE, node_commands, start_logged, stop_nod
 
 from .test_data_ingest import config, write_episode  # noqa: E402
 from .test_planner_node import Harness, frame, image  # noqa: E402
+from .waiting import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-
-def wait_for(condition, what: str, timeout: float = 30.0, alive=()) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        for process in alive:
-            assert process.poll() is None, f'a node exited (code {process.returncode}) while waiting for {what}'
-        assert time.monotonic() < deadline, f'timed out waiting for {what}'
-        time.sleep(0.02)
+TIMEOUT = 30.0  # s for a node process to start, discover, record or flush on a loaded 2-core machine
 
 
 class Listener:
@@ -97,7 +90,8 @@ def test_the_planner_holds_when_the_sim_dies_and_resumes_when_a_new_sim_comes(ro
         killed = time.monotonic()
         processes['sim_node'].kill()
         processes['sim_node'].wait()
-        wait_for(lambda: 'hold: no fresh frame' in states_since(killed), 'the watchdog hold', alive=[planner])
+        wait_for(lambda: 'hold: no fresh frame' in states_since(killed), 'the watchdog hold',
+                 alive=[planner], timeout=TIMEOUT)
         held = next(when for when, status in listener.received['planner_node/status']
                     if when >= killed and planner_state(status) == 'hold: no fresh frame')
         # the watchdog's timeout, a control tick and this probe's delivery (a loaded 2-core machine); what the
@@ -251,11 +245,13 @@ def test_a_recorder_killed_mid_episode_loses_nothing_it_flushed(ros, tmp_path, s
     process = recorder(tmp_path, 'killed_' + storage, storage)
     node, publisher = image_publisher('/killed_' + storage)
     try:
-        wait_for(lambda: publisher.get_subscription_count() > 0, 'the recorder to subscribe', alive=[process])
+        wait_for(lambda: publisher.get_subscription_count() > 0, 'the recorder to subscribe',
+                 alive=[process], timeout=TIMEOUT)
         publish_frames(publisher, 40, 32, rate=50.0)
         bag = next((tmp_path / 'bags').iterdir())
         # until a copy of what is on disk recovers all 40 (the recorder took them and flushed since)
-        wait_for(lambda: recovered_copy(bag, tmp_path / 'copy') == 40, 'all frames on disk', alive=[process])
+        wait_for(lambda: recovered_copy(bag, tmp_path / 'copy') == 40, 'all frames on disk',
+                 alive=[process], timeout=TIMEOUT)
         process.send_signal(signal.SIGKILL)
         process.wait()
     finally:
@@ -277,16 +273,17 @@ def test_a_recorder_out_of_disk_ends_the_episode_flags_the_bag_and_records_the_n
     start, stop = (node.create_client(Trigger, f'recorder_node/{name}') for name in ('start', 'stop'))
 
     def call(client) -> Trigger.Response:
-        wait_for(client.service_is_ready, 'the recorder services', alive=[process])
+        wait_for(client.service_is_ready, 'the recorder services', alive=[process], timeout=TIMEOUT)
         future = client.call_async(Trigger.Request())
         rclpy.spin_until_future_complete(node, future, timeout_sec=10)
         return future.result()
 
     try:
-        wait_for(lambda: publisher.get_subscription_count() > 0, 'the recorder to subscribe', alive=[process])
+        wait_for(lambda: publisher.get_subscription_count() > 0, 'the recorder to subscribe',
+                 alive=[process], timeout=TIMEOUT)
         publish_frames(publisher, 300, 64, rate=100.0)  # 300 x 12 KiB: the bag outgrows the 2 MiB the disk takes
         first = next((tmp_path / 'bags').iterdir())
-        wait_for(lambda: (first / FAILURE_NOTE).exists(), 'the failed bag flagged', alive=[process])
+        wait_for(lambda: (first / FAILURE_NOTE).exists(), 'the failed bag flagged', alive=[process], timeout=TIMEOUT)
         assert not call(stop).success  # the failed episode has ended by itself
         response = call(start)  # and the next one records (this one fits)
         assert response.success, response.message

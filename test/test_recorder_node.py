@@ -24,16 +24,10 @@ from lewm_ros.data.images import image_to_rgb, rgb_to_image_fields  # noqa: E402
 from lewm_ros.data.ingest import IngestConfig, ingest  # noqa: E402
 from lewm_ros.nodes.recorder_node import RecorderNode  # noqa: E402
 
+from .waiting import wait_for  # noqa: E402
+
 pytestmark = pytest.mark.ros
 CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'recorder.yaml'
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = 'condition') -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out waiting for {what}')
-        time.sleep(0.01)
 
 
 def frame(k: int) -> np.ndarray:
@@ -74,9 +68,9 @@ def test_live_publisher_to_recorder_to_bag_to_cache(tmp_path):
         commands = talker.create_publisher(Float64MultiArray, 'command', 50)
         control = talker.create_publisher(Bool, 'record', 10)
         spinning = Spinning(recorder, talker)
-        wait_for(lambda: min(p.get_subscription_count() for p in (images, commands, control)) > 0, what='discovery')
+        wait_for(lambda: min(p.get_subscription_count() for p in (images, commands, control)) > 0, 'discovery')
         control.publish(Bool(data=True))
-        wait_for(lambda: recorder.recording, what='episode start')
+        wait_for(lambda: recorder.recording, 'episode start')
         for k in range(30):  # command k well before image k, image k well before command k+1
             commands.publish(Float64MultiArray(data=[float(k), float(-k)]))
             time.sleep(0.015)
@@ -84,7 +78,7 @@ def test_live_publisher_to_recorder_to_bag_to_cache(tmp_path):
             time.sleep(0.035)
         time.sleep(0.2)
         control.publish(Bool(data=False))
-        wait_for(lambda: not recorder.recording, what='episode stop')
+        wait_for(lambda: not recorder.recording, 'episode stop')
         spinning.stop()
         recorder.destroy_node()
         talker.destroy_node()
@@ -114,7 +108,7 @@ def test_live_publisher_to_recorder_to_bag_to_cache(tmp_path):
 def call(client, request, spinning_timeout: float = 5.0):
     assert client.wait_for_service(timeout_sec=spinning_timeout)
     future = client.call_async(request)
-    wait_for(future.done, spinning_timeout, 'service response')
+    wait_for(future.done, 'service response', spinning_timeout)
     return future.result()
 
 
@@ -185,7 +179,7 @@ def test_sigint_closes_the_bag_of_a_discovering_recorder_process(tmp_path):
     try:
         talker = rclpy.create_node('talker')
         images = talker.create_publisher(Image, 'image', 10)
-        wait_for(lambda: images.get_subscription_count() > 0, timeout=20, what='recorder discovering /image')
+        wait_for(lambda: images.get_subscription_count() > 0, 'recorder discovering /image', timeout=20)
         for k in range(10):
             images.publish(Image(**{**rgb_to_image_fields(frame(k)), 'data': frame(k).tobytes()}))
             time.sleep(0.03)
@@ -213,9 +207,9 @@ def test_a_latched_publisher_that_appears_after_the_bag_opened_is_recorded_latch
         assert recorder.start_episode() is not None  # the bag opens while nobody publishes either topic
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         goal = talker.create_publisher(Image, 'goal_image', latched)
-        wait_for(lambda: goal.get_subscription_count() > 0, what='discovery')
+        wait_for(lambda: goal.get_subscription_count() > 0, 'discovery')
         goal.publish(Image(**{**rgb_to_image_fields(frame(1)), 'data': frame(1).tobytes()}))
-        wait_for(lambda: recorder._message_count == 1, what='the goal to be recorded')
+        wait_for(lambda: recorder._message_count == 1, 'the goal to be recorded')
         bag = recorder.stop_episode()
         spinning.stop()
         recorder.destroy_node()

@@ -146,10 +146,9 @@ def ingest(bag_paths, cache_dir, config: IngestConfig | None = None, skip_bad: b
             key = str(bag.resolve())
             try:
                 if recover and bag.is_dir() and not (bag / 'metadata.yaml').exists():
-                    recovery = recover_bag(bag)
-                    report.recovered.append(recovery.summary())
+                    report.recovered.append(recover_bag(bag).summary())
                     if progress:
-                        bar.write(recovery.summary())
+                        bar.write(report.recovered[-1])
                 fingerprint = _fingerprint(bag)
                 if writer.index['bags'].get(key, {}).get('fingerprint') == fingerprint:
                     report.skipped += 1

@@ -31,11 +31,14 @@ UNCLOSED_SUFFIX = '.unclosed'
 @dataclass
 class Recovery:
     bag: Path
-    messages: int
     topics: dict[str, int]  # topic -> messages recovered
     original: Path  # the unclosed storage file, kept
     skipped: dict[str, str]  # topic -> why it could not be written (a type the typestore does not know)
     note: str = ''  # the recorder's reason, when it left one
+
+    @property
+    def messages(self) -> int:
+        return sum(self.topics.values())
 
     def summary(self) -> str:
         text = (f'recovered {self.bag}: {self.messages} messages on {len(self.topics)} topic(s) from its unclosed '
@@ -70,9 +73,11 @@ def recover_bag(bag) -> Recovery:
                 raise BagError(bag, 'its storage file holds no complete message to recover'
                                + ''.join(f'; {topic}: {why}' for topic, why in sink.skipped.items()))
             original = source.with_name(source.name.removesuffix(UNCLOSED_SUFFIX) + UNCLOSED_SUFFIX)
-            for side in ('-journal', '-wal', '-shm', ''):  # sqlite pairs these with a database by name
-                if source != original and source.with_name(source.name + side).exists():
-                    source.with_name(source.name + side).replace(original.with_name(original.name + side))
+            if source != original:  # (else set aside by an earlier run)
+                for side in ('-journal', '-wal', '-shm', ''):  # sqlite pairs these with a database by name
+                    file = source.with_name(source.name + side)
+                    if file.exists():
+                        file.replace(original.with_name(original.name + side))
             for item in sorted(rebuilt.iterdir(), key=lambda item: item.name == 'metadata.yaml'):
                 with item.open('rb') as handle:
                     os.fsync(handle.fileno())
@@ -80,8 +85,7 @@ def recover_bag(bag) -> Recovery:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         note = bag / FAILURE_NOTE
-        return Recovery(bag, sum(sink.counts.values()), sink.counts, original, sink.skipped,
-                        note.read_text().strip() if note.exists() else '')
+        return Recovery(bag, sink.counts, original, sink.skipped, note.read_text().strip() if note.exists() else '')
     except OSError as err:  # a folder that cannot be read or written (permissions, a full or read-only disk)
         raise BagError(bag, f'cannot recover: {err}') from err
 
@@ -193,7 +197,8 @@ def _read_records(view, end: int, schemas: dict, sink: _Rebuild, top_level: bool
                     qos = value if key == 'offered_qos_profiles' else qos
                 if schema_id not in schemas:
                     raise _EndOfDataError
-                sink.topic(channel_id, name, *schemas[schema_id][:1], qos, schemas[schema_id][1])
+                msgtype, definition = schemas[schema_id]
+                sink.topic(channel_id, name, msgtype, qos, definition)
             elif opcode == b'\x05':  # message: channel, sequence, log time, publish time, data
                 channel_id, _, stamp_ns = struct.unpack('<HIQ', _take(record, 14))
                 _take(record, 8)
