@@ -94,8 +94,10 @@ solvers: $(STAMP)
 
 # A world's results over training seeds (make push-t, make cube): per seed, train runs/WORLD_small/seedN, evaluate
 # it with the world's tuned planner (the first seed also with the oracle, random, replay and a GIF: they do not
-# depend on the model) and with the paper's, then violation of expectation; then one table over the seeds.
-# $(1) world, $(2) output folder, $(3) lewm-eval pairs and protocol, $(4) oracle budget, $(5) lewm-physics options.
+# depend on the model), with the tuned planner's other solvers named in $(6) (NAME=SOLVER: the rows that show what
+# a part of it adds) and with the paper's, then violation of expectation; then one table over the seeds.
+# $(1) world, $(2) output folder, $(3) lewm-eval pairs and protocol, $(4) oracle budget, $(5) lewm-physics options,
+# $(6) NAME=SOLVER rows.
 define seeded_results
 	set -e; for seed in $(SEEDS); do \
 		run=runs/$(1)_small/seed$$seed; out=$(2)/seed$$seed; \
@@ -103,12 +105,14 @@ define seeded_results
 		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(3) --planner tuned \
 			$$([ $$seed = $(firstword $(SEEDS)) ] && echo --oracle $(4) --gif || echo --no-random --no-replay) \
 			--out $$out/tuned; \
+		for row in $(6); do $(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(3) --planner tuned \
+			--solver $${row#*=} --no-random --no-replay --out $$out/$${row%=*}; done; \
 		$(BIN)/lewm-eval --checkpoint $$run/model.safetensors $(3) --planner paper --no-random \
 			--no-replay --out $$out/paper; \
 		$(BIN)/lewm-physics --world $(1) --checkpoint $$run/model.safetensors $(5) --out $$out/physics; \
 	done
-	$(BIN)/python training/eval_table.py $(foreach s,$(SEEDS),$(2)/seed$(s)/tuned) \
-		$(foreach s,$(SEEDS),$(2)/seed$(s)/paper) --out $(2)/results.md
+	$(BIN)/python training/eval_table.py $(foreach row,tuned $(foreach r,$(6),$(firstword $(subst =, ,$(r)))) paper,\
+		$(foreach s,$(SEEDS),$(2)/seed$(s)/$(row))) --out $(2)/results.md
 endef
 
 # Push-T end to end on 2 CPU cores (docs/push_t.md): collect scripted-expert and weak-policy bags and held-out expert
@@ -131,10 +135,11 @@ push-t: $(STAMP)
 	$(call seeded_results,push_t,$(PUSH_T),$(PUSH_T_EVAL),64x8x3,)
 
 # OGBench-Cube end to end on 2 CPU cores (docs/cube.md): play episodes of the benchmark's noisy oracle (frames at the
-# model's stride only: rendering is the cost), held-out episodes, then per training seed train, evaluate at the
-# paper's protocol (50 pairs, goal 25 steps ahead, budget 50) on all pairs and on the pairs not solved at the start,
-# with the node's planner and the paper's, beside random, replay and (first seed) the oracle: the same loop and
-# search with the simulator as its model, at a budget this machine affords; then violation of expectation.
+# model's stride only: rendering is the cost), held-out episodes, then per training seed train (the world model, then
+# its action prior), evaluate at the paper's protocol (50 pairs, goal 25 steps ahead, budget 50) on all pairs and on
+# the pairs not solved at the start, with the node's planner (the prior seeding its search), its search alone and
+# the paper's planner, beside random, replay and (first seed) the oracle: the same loop, the CEM alone, with the
+# simulator as its model, at a budget this machine affords; then violation of expectation.
 # Results land in out/cube/ (results.md, seedN/...).
 CUBE := out/cube
 CUBE_EVAL := --world cube --pairs $(CUBE)/heldout --episodes 50 --goal-offset 25 --budget 50 --no-progress
@@ -143,7 +148,7 @@ cube: $(STAMP)
 		--seed 0 --out $(CUBE)/train
 	$(BIN)/lewm-collect --world cube --policy expert --episodes 50 --steps 200 --frame-every 5 --workers 2 \
 		--seed 500000 --out $(CUBE)/heldout
-	$(call seeded_results,cube,$(CUBE),$(CUBE_EVAL),16x4x2,--trajectories 20)
+	$(call seeded_results,cube,$(CUBE),$(CUBE_EVAL),16x4x2,--trajectories 20,search_alone=cem)
 
 # Reacher end to end on 2 CPU cores (docs/reacher.md): episodes of uniform random torques from random starts (the
 # official code's data), held-out ones, then per training seed train, evaluate at the paper's protocol (50 pairs,

@@ -117,6 +117,11 @@ def test_push_t_evaluation_smoke(tmp_path):
     # over two trained models (here the same run twice).
     shutil.copytree(tmp_path / 'eval', tmp_path / 'paper')
     shutil.copytree(tmp_path / 'eval', tmp_path / 'seed1' / 'eval')
+    recorded = json.loads((tmp_path / 'eval' / 'results.json').read_text())
+    for folder, solver in (('prior', 'prior+cem'), ('mean/eval', 'prior')):  # as runs with an action prior record
+        shutil.copytree(tmp_path / 'eval', tmp_path / folder)
+        recorded['mpc'].update(solver=solver, prior_share=0.75)
+        (tmp_path / folder / 'results.json').write_text(json.dumps(recorded))
     script = Path(__file__).parents[1] / 'training' / 'eval_table.py'
 
     def table(*runs: str) -> list[str]:
@@ -129,6 +134,13 @@ def test_push_t_evaluation_smoke(tmp_path):
     labels = [row.split(' | ')[0] for row in rows[1:]]
     assert labels == ['| planner (eval)', '| planner (paper)', '| oracle', '| random', '| replay']
     assert 'CEM 8x2x1, H 5' in rows[1] and 'CEM 4x2x1 with the true simulator' in rows[3]
+    rows = table('eval', 'prior')
+    assert rows[1].startswith('| planner (eval) | CEM 8x2x1, H 5')
+    assert rows[2].startswith('| planner (prior) | action prior (75% of the first round) + CEM 8x2x1, H 5')
+    assert table('mean/eval')[1].startswith("| planner (eval) | the action prior's mean (no search), H 5")
+    mixed = subprocess.run([sys.executable, str(script), str(tmp_path / 'eval'), str(tmp_path / 'mean' / 'eval')],
+                           capture_output=True, text=True)  # one row, two planners: refused
+    assert mixed.returncode != 0 and 'different planner settings' in mixed.stderr, mixed.stderr
     rows = table('eval', 'seed1/eval', 'paper')
     assert rows[1].startswith('| planner (eval, 2 models)') and rows[2].startswith('| planner (paper) ')
     rate = f"{100 * results['subsets']['standard']['planner']['success_rate']:.0f}%"

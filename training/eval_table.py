@@ -34,10 +34,16 @@ def _cell(entries: list[dict]) -> str:
 
 def _planner_settings(results: dict) -> str:
     cem, mpc = results['cem'], results['mpc']
-    noise = 'white' if cem['noise_beta'] == 0 else f"1/f^{cem['noise_beta']:g}"
     execute = 'whole plan' if mpc['mode'] == 'paper' else f"replan every {mpc['execute_steps']}"
-    return (f"CEM {cem['samples']}x{cem['elites']}x{cem['iterations']}, H {cem['horizon']}, {noise} noise "
-            f"(std {cem['init_std']:g}), cost {mpc['objective']}, {execute}")
+    solver = mpc.get('solver', 'cem')  # what ran (auto's choice); runs recorded before there were solvers: cem
+    if solver == 'prior':
+        return f"the action prior's mean (no search), H {cem['horizon']}, {execute}"
+    noise = 'white' if cem['noise_beta'] == 0 else f"1/f^{cem['noise_beta']:g}"
+    search = (f"CEM {cem['samples']}x{cem['elites']}x{cem['iterations']}, H {cem['horizon']}, {noise} noise "
+              f"(std {cem['init_std']:g}), cost {mpc['objective']}, {execute}")
+    if solver == 'prior+cem':
+        return f"action prior ({100 * mpc['prior_share']:.0f}% of the first round) + {search}"
+    return search
 
 
 def table(runs: dict[str, list[dict]]) -> str:
@@ -50,6 +56,9 @@ def table(runs: dict[str, list[dict]]) -> str:
                 if results['subsets'][subset]['pairs'] != first['subsets'][subset]['pairs']:
                     raise ValueError(f'{label}: its {subset} pairs differ from the first run; compare runs made '
                                      'with the same --pairs, --seed, --episodes and --goal-offset')
+        if len({_planner_settings(results) for results in group}) > 1:
+            raise ValueError(f'{label}: its runs used different planner settings (solver auto chooses by checkpoint); '
+                             'a row is one planner over several models')
     header = f"| policy | settings | {' | '.join(subsets)} |"
     lines = [header, '|' + '---|' * (len(subsets) + 2)]
     for label, group in runs.items():
@@ -78,7 +87,10 @@ def main(argv=None) -> None:
     runs: dict[str, list[dict]] = {}
     for path in args.runs:
         runs.setdefault(path.name, []).append(json.loads((path / 'results.json').read_text()))
-    text = table(runs)
+    try:
+        text = table(runs)
+    except ValueError as err:  # runs that do not compare like with like
+        raise SystemExit(f'eval_table: {err}') from None
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

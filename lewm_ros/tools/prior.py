@@ -77,7 +77,8 @@ def encode_cache(ckpt: Checkpoint, cache: TrainingCache, batch: int, progress: b
     chunks = []
     for start in tqdm(range(0, len(cache.frames), batch), desc='encoding the cache', unit='batch',
                       disable=not progress):
-        chunks.append(model.encode(torch.as_tensor(np.asarray(cache.frames[start:start + batch]), device=device)))
+        frames = np.array(cache.frames[start:start + batch])  # a writable copy of the read-only memory map, for torch
+        chunks.append(model.encode(torch.as_tensor(frames, device=device)))
     return torch.cat(chunks).float().cpu()
 
 
