@@ -137,9 +137,9 @@ push-t: $(STAMP)
 # OGBench-Cube end to end on 2 CPU cores (docs/cube.md): play episodes of the benchmark's noisy oracle (frames at the
 # model's stride only: rendering is the cost), held-out episodes, then per training seed train (the world model, then
 # its action prior), evaluate at the paper's protocol (50 pairs, goal 25 steps ahead, budget 50) on all pairs and on
-# the pairs not solved at the start, with the node's planner (the prior seeding its search), its search alone and
-# the paper's planner, beside random, replay and (first seed) the oracle: the same loop, the CEM alone, with the
-# simulator as its model, at a budget this machine affords; then violation of expectation.
+# the pairs not solved at the start, with the node's planner (the prior seeding its search), its search alone, the
+# prior alone and the paper's planner, beside random, replay and (first seed) the oracle: the same loop, the CEM
+# alone, with the simulator as its model, at a budget this machine affords; then violation of expectation.
 # Results land in out/cube/ (results.md, seedN/...).
 CUBE := out/cube
 CUBE_EVAL := --world cube --pairs $(CUBE)/heldout --episodes 50 --goal-offset 25 --budget 50 --no-progress
@@ -148,7 +148,7 @@ cube: $(STAMP)
 		--seed 0 --out $(CUBE)/train
 	$(BIN)/lewm-collect --world cube --policy expert --episodes 50 --steps 200 --frame-every 5 --workers 2 \
 		--seed 500000 --out $(CUBE)/heldout
-	$(call seeded_results,cube,$(CUBE),$(CUBE_EVAL),16x4x2,--trajectories 20,search_alone=cem)
+	$(call seeded_results,cube,$(CUBE),$(CUBE_EVAL),16x4x2,--trajectories 20,search_alone=cem prior_alone=prior)
 
 # Reacher end to end on 2 CPU cores (docs/reacher.md): episodes of uniform random torques from random starts (the
 # official code's data), held-out ones, then per training seed train, evaluate at the paper's protocol (50 pairs,

@@ -223,6 +223,46 @@ def test_action_prior_and_frame_decoder_train_on_the_frozen_model(tmp_path, bags
     assert frames.shape == (2, 64, 64, 3) and frames.dtype == torch.uint8
 
 
+def test_prior_goals_drawn_up_to_its_horizon_score_only_the_blocks_before_them(tmp_path):
+    from lewm_ros.model.checkpoint import Checkpoint
+    from lewm_ros.model.prior import ActionPrior
+    from lewm_ros.tools.prior import PriorExamples, PriorTrainConfig
+
+    from .test_data_clips import build_cache
+    from .tiny import tiny_config
+
+    cache = build_cache(tmp_path, [40])  # one frame per step: step g is row g
+    ckpt = Checkpoint(WorldModel(tiny_config(16, action_dim=2)), np.zeros(2, np.float32), np.ones(2, np.float32))
+    stride, horizon = ckpt.config.frameskip, 3
+    embeddings = torch.arange(40.0)[:, None].repeat(1, 4)  # (F, D): row g's embedding is g
+
+    def draw(min_goal_blocks):
+        examples = PriorExamples(cache, embeddings, ckpt, PriorTrainConfig(horizon=horizon,
+                                 min_goal_blocks=min_goal_blocks), 'all', 0.1)
+        history, goal, target, scored = examples.batch(np.arange(200) % len(examples), np.random.default_rng(0))
+        ahead = (goal[:, 0] - history[:, -1, 0]) / stride  # (B,) blocks from the last observed frame to the goal
+        return history, ahead, target, scored
+
+    history, ahead, target, scored = draw(1)
+    assert set(ahead.tolist()) == {1.0, 2.0, 3.0}  # every distance up to the horizon
+    np.testing.assert_array_equal(scored[..., 0], torch.arange(horizon) < ahead[:, None])  # the blocks before it
+    # the targets are the blocks from the last observed frame on: block j's first action is step last + stride * j
+    first_actions = target[:, :, 0].numpy()  # (B, H): the first action's first dimension, normalised (mean 0, std 1)
+    np.testing.assert_allclose(first_actions, history[:, -1, :1].numpy() + stride * np.arange(horizon))
+    _, ahead, _, fixed = draw(0)
+    assert set(ahead.tolist()) == {3.0} and bool(fixed.all())  # 0: always the horizon, every block scored
+
+    mean, std = torch.zeros_like(target), torch.full_like(target, 0.5)
+    moved = target + 100 * (1 - scored)  # blocks past the goal: whatever the data did there does not count
+    assert ActionPrior.nll(mean, std, moved, scored) == ActionPrior.nll(mean, std, target, scored)
+    assert ActionPrior.nll(mean, std, moved, fixed) > ActionPrior.nll(mean, std, target, fixed)
+    per_dim = 0.5 * ((target - mean) / std).square() + std.log()  # (B, H, K)
+    torch.testing.assert_close(ActionPrior.nll(mean, std, target, scored),  # the mean over the scored blocks
+                               per_dim[scored.expand_as(target).bool()].mean())
+    with pytest.raises(ValueError, match='min_goal_blocks'):
+        PriorTrainConfig(horizon=3, min_goal_blocks=4)
+
+
 def test_cpu_bf16_autocasts_the_step_and_keeps_fp32_weights():
     from lewm_ros.model.config import ModelConfig
     from lewm_ros.tools.optimiser import Schedule, autocast, train_step

@@ -21,7 +21,7 @@ LOG_STD_RANGE = (-5.0, 2.0)  # std between 0.007 and 7.4 normalised units
 
 @dataclass
 class PriorConfig:
-    horizon: int = 5  # action blocks predicted; the goal is this many blocks after the last observed frame
+    horizon: int = 5  # action blocks predicted; goals at most this many blocks after the last observed frame
     hidden: int = 512
     depth: int = 2  # hidden layers
 
@@ -56,6 +56,8 @@ class ActionPrior(nn.Module):
         return out[:, 0], out[:, 1].clamp(*LOG_STD_RANGE).exp()  # (B, H, K), (B, H, K)
 
     @staticmethod
-    def nll(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean Gaussian negative log-likelihood per action dimension (constant dropped)."""
-        return (0.5 * ((target - mean) / std).square() + std.log()).mean()
+    def nll(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """Mean Gaussian negative log-likelihood per scored action dimension (constant dropped); mean, std and
+        target (B, H, K), scored (B, H, 1): 1 for the blocks up to the goal, 0 past it."""
+        per_dim = (0.5 * ((target - mean) / std).square() + std.log()) * scored  # (B, H, K)
+        return per_dim.sum() / (scored.sum() * target.shape[-1]).clamp_min(1)

@@ -43,7 +43,7 @@ MODES = ('paper', 'receding', 'shrinking')
 SOLVERS = ('auto', 'cem', 'prior+cem', 'prior')
 # auto's search where the checkpoint has an action prior: prior+cem at 16 x 4 x 1 scored within 5 points of cem at
 # the node's 64 x 8 x 3 on the arm (92% / 92%) and Two-Room (98% / 98%) at a quarter of its time (make solvers);
-# on Cube it solved 35% of unsolved pairs against the CEM alone's 12% (make cube)
+# on Cube it solved 38% of unsolved pairs against the CEM alone's 12% (make cube)
 PRIOR_BUDGET = {'samples': 16, 'elites': 4, 'iterations': 1}
 CAPTURES = ('none', 'compile')
 ACTION_KINDS = ('velocity', 'position')
