@@ -19,6 +19,11 @@ from torch import nn
 LOG_STD_RANGE = (-5.0, 2.0)  # std between 0.007 and 7.4 normalised units
 
 
+def scored_mean(values: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """Mean of values (B, H, K) over the blocks where scored (B, H, 1) is 1 (those up to the goal)."""
+    return (values * scored).sum() / (scored.sum() * values.shape[-1]).clamp_min(1)
+
+
 @dataclass
 class PriorConfig:
     horizon: int = 5  # action blocks predicted; goals at most this many blocks after the last observed frame
@@ -59,5 +64,4 @@ class ActionPrior(nn.Module):
     def nll(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
         """Mean Gaussian negative log-likelihood per scored action dimension (constant dropped); mean, std and
         target (B, H, K), scored (B, H, 1): 1 for the blocks up to the goal, 0 past it."""
-        per_dim = (0.5 * ((target - mean) / std).square() + std.log()) * scored  # (B, H, K)
-        return per_dim.sum() / (scored.sum() * target.shape[-1]).clamp_min(1)
+        return scored_mean(0.5 * ((target - mean) / std).square() + std.log(), scored)

@@ -23,7 +23,7 @@ from lewm_ros.data.actions import ActionStats
 from lewm_ros.data.cache import TrainingCache
 from lewm_ros.data.clips import ClipDataset
 from lewm_ros.model.checkpoint import Checkpoint
-from lewm_ros.model.prior import ActionPrior, PriorConfig
+from lewm_ros.model.prior import ActionPrior, PriorConfig, scored_mean
 
 
 @dataclass
@@ -149,10 +149,8 @@ def train_prior(ckpt: Checkpoint, cache_dir, cfg: PriorTrainConfig, val_fraction
             """NLL, mean squared error of the prior's mean and of the data's mean action, on the scored blocks."""
             history, goal, target, scored = examples.batch(rng.integers(0, len(examples), 4096), rng)
             mean, std = prior(history, goal)
-            count = (scored.sum() * target.shape[-1]).clamp_min(1)
             return (float(ActionPrior.nll(mean, std, target, scored)),
-                    float(((mean - target).square() * scored).sum() / count),
-                    float((target.square() * scored).sum() / count))
+                    float(scored_mean((mean - target).square(), scored)), float(scored_mean(target.square(), scored)))
 
         _, mse, mean_mse = fit(train_set, np.random.default_rng(seed + 2))
         report['train_relative_mse'] = mse / max(mean_mse, 1e-12)
