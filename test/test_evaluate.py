@@ -74,7 +74,7 @@ def test_end_to_end_writes_results(tmp_path, heldout):
     saved = json.loads((tmp_path / 'eval' / 'results.json').read_text())
     assert set(saved['subsets']) == {'standard', 'cross_room'} and (tmp_path / 'eval' / 'results.png').is_file()
     assert saved['mpc'] == {'mode': 'receding', 'execute_steps': 3, 'intermediate_weight': 0.0, 'objective': 'closest',
-                            'solver': 'cem', 'prior_share': 0.75, 'capture': 'none'}
+                            'solver': 'cem', 'prior_share': 0.75, 'prior_budget': 'quick', 'capture': 'none'}
     for entry in results['subsets'].values():
         assert entry['planner']['episodes'] == entry['random']['episodes'] == entry['replay']['episodes'] == 3
         assert 0 <= entry['planner']['success_rate'] <= 1

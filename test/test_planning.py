@@ -432,7 +432,11 @@ def test_auto_is_prior_and_cem_at_its_measured_budget_with_a_prior_and_cem_witho
     assert without.solver == 'cem' and without.cem.config == search
     with_one.configure(search, MPCConfig(solver='prior+cem'))  # asked for by name: the search as given
     assert with_one.cem.config == search
-    assert MPCConfig().solver == 'auto'
+    for mpc in (with_one, without):  # auto at the full budget: the search as given, the prior where there is one
+        mpc.configure(search, MPCConfig(solver='auto', prior_budget='cem'))
+    assert (with_one.solver, with_one.cem.config) == ('prior+cem', search)
+    assert (without.solver, without.cem.config) == ('cem', search)
+    assert MPCConfig().solver == 'auto' and MPCConfig().prior_budget == 'quick'
 
 
 def test_prior_solvers_need_a_prior(checkpoint):

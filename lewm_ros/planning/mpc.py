@@ -41,10 +41,11 @@ from lewm_ros.settings import check_settings, setting
 
 MODES = ('paper', 'receding', 'shrinking')
 SOLVERS = ('auto', 'cem', 'prior+cem', 'prior')
-# auto's search where the checkpoint has an action prior: prior+cem at 16 x 4 x 1 scored within 5 points of cem at
-# the node's 64 x 8 x 3 on the arm (92% / 92%) and Two-Room (98% / 98%) at a quarter of its time (make solvers);
-# on Cube it solved 38% of unsolved pairs against the CEM alone's 12% (make cube)
-PRIOR_BUDGET = {'samples': 16, 'elites': 4, 'iterations': 1}
+# auto's quick search where the checkpoint has an action prior: prior+cem at 16 x 4 x 1 scored within 5 points of cem
+# at the node's 64 x 8 x 3 on the arm (92% / 92%) and Two-Room (98% / 98%) at a quarter of its time (make solvers);
+# Cube affords and gains from the full budget (prior_budget cem; docs/cube.md)
+QUICK_PRIOR_BUDGET = {'samples': 16, 'elites': 4, 'iterations': 1}
+PRIOR_BUDGETS = ('quick', 'cem')
 CAPTURES = ('none', 'compile')
 ACTION_KINDS = ('velocity', 'position')
 PAPER_LOOP = {'mode': 'paper', 'objective': 'final', 'solver': 'cem'}  # the public LeWM code's, with PAPER_SEARCH
@@ -62,8 +63,8 @@ class MPCConfig:
                                          'also costs the path, not only its end)', low=0.0, high=1e6, live=True)
     objective: str = setting('final', "final: cost after the last block (the paper's); closest: after the block "
                              'closest to the goal, executed up to it', choices=OBJECTIVES, live=True)
-    solver: str = setting('auto', "auto: prior+cem at 16 x 4 x 1 (whatever cem.samples, elites, iterations say) "
-                          'where the checkpoint has an action prior, else cem; cem: the search alone; prior+cem: '
+    solver: str = setting('auto', 'auto: prior+cem (at prior_budget) where the checkpoint has an action prior, '
+                          'else cem; cem: the search alone; prior+cem: '
                           "the action prior draws prior_share of the first round's candidates (its mean among "
                           "them) and the plan is never worse than the prior's mean; prior: the prior's mean, no "
                           'search (about a millisecond); the prior modes need a checkpoint with an action prior',
@@ -71,6 +72,9 @@ class MPCConfig:
     prior_share: float = setting(0.75, "prior+cem: share of the first round's candidates drawn from the action prior; "
                                  "the rest come from the search's own start (the previous plan, cem.init_std), so a "
                                  'prior that is wrong costs samples, not the plan', low=0.0, high=1.0, live=True)
+    prior_budget: str = setting('quick', "solver auto's search where the checkpoint has an action prior: quick: "
+                                'prior+cem at 16 x 4 x 1, whatever cem.samples, elites and iterations say; cem: at '
+                                'theirs', choices=PRIOR_BUDGETS, live=True)
     capture: str = setting('none', 'none: the eager rollout; compile: torch.compile the predictor rollout (on a GPU '
                            'with CUDA graphs, mode reduce-overhead), compiled once per input shape: the first plans '
                            'are slow, warm_up pays for the main one', choices=CAPTURES)
@@ -79,7 +83,9 @@ class MPCConfig:
         """The solver this config runs for a checkpoint with or without an action prior, and its search."""
         if self.solver != 'auto':
             return self.solver, cem
-        return ('prior+cem', dataclasses.replace(cem, **PRIOR_BUDGET)) if has_prior else ('cem', cem)
+        if not has_prior:
+            return 'cem', cem
+        return 'prior+cem', cem if self.prior_budget == 'cem' else dataclasses.replace(cem, **QUICK_PRIOR_BUDGET)
 
     def validate(self, has_prior: bool | None = None) -> None:
         """Raise ValueError with the reason; ``has_prior``: whether the checkpoint has an action prior."""

@@ -39,8 +39,8 @@ from tqdm import tqdm
 from lewm_ros.data.ingest import find_bags
 from lewm_ros.model.checkpoint import load_checkpoint
 from lewm_ros.model.device import DEVICES, resolve_device
-from lewm_ros.planning.cem import OBJECTIVES, PAPER_SEARCH, CEMConfig, parse_budget
-from lewm_ros.planning.mpc import CAPTURES, MODES, MPC, PAPER_LOOP, SOLVERS, Actuation, MPCConfig
+from lewm_ros.planning.cem import PAPER_SEARCH, CEMConfig, parse_budget
+from lewm_ros.planning.mpc import MPC, PAPER_LOOP, Actuation, MPCConfig
 from lewm_ros.sim.registry import PLANNERS, WORLDS, WorldSpec, make_world, world_spec
 from lewm_ros.sim.world import World
 from lewm_ros.tools.eval_policies import PlannerPolicy, ReplayPolicy, SimulatorMPC, UniformPolicy
@@ -176,12 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--planner', default='node', choices=PLANNERS,
                         help="node: the world's planner.yaml (what planner_node runs there); tuned: the world's "
                         "evaluation settings; paper: the public LeWM code's. The options below override it")
-    choices = {'mode': MODES, 'objective': OBJECTIVES, 'solver': SOLVERS, 'capture': CAPTURES}
     for config in (CEMConfig, MPCConfig):  # the search and the loop around it, as the node's cem.* and mpc.*
         for item in fields(config):
             if item.name != 'seed':  # --seed above seeds everything
                 parser.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=None,
-                                    choices=choices.get(item.name), help=f'{config.__name__}.{item.name}')
+                                    choices=item.metadata.get('choices'), help=f'{config.__name__}.{item.name}')
     parser.add_argument('--oracle', metavar='BUDGET',
                         help="also run the planner's loop and search with the true simulator as its model "
                         "(eval_policies.SimulatorMPC) at this CEM budget (node, paper or SAMPLESxELITESxITERATIONS, "

@@ -29,10 +29,10 @@ SPEC = WorldSpec(
     subsets={'unsolved': Subset(unsolved, filtered=True, doc='the cube more than 0.04 m from its goal at the start')},
     perturbation=Perturbation('cube_color', (60, 90, 255), teleported=slice(14, 17), min_jump=0.1),
     # tuned is the node's planner.yaml: with the action prior that make cube trains, solver auto runs prior+cem at
-    # 16 x 4 x 1. Tried on pairs drawn with --seed 1 (docs/cube.md), not on the reported ones.
-    tuned_reason='the node settings are also the tuned ones: on the 35 unsolved pairs drawn with --seed 1 (seed-0 '
-                 'model, prior on goals 5 blocks ahead), prior+cem at 16 x 4 x 1 solved 15, at 64 x 8 x 3 13 (11 at '
-                 '128 x 16 x 3; 10 with a prior share of 1; 9 with the cost after the last block, or a prior trained '
-                 '1000 steps), the search alone at 64 x 8 x 3 4; with the prior on goals 1-5 blocks ahead (seeds 0 / '
-                 '1) prior+cem 16 / 16, the prior alone 15 / 18',
+    # 64 x 8 x 3 (mpc.prior_budget cem). Tried on pairs drawn with --seed 1 (docs/cube.md), not on the reported ones.
+    tuned_reason='the node settings are also the tuned ones: on the 35 unsolved pairs drawn with --seed 1, with the '
+                 'prior on goals 1-5 blocks ahead (seeds 0 / 1), prior+cem at 64 x 8 x 3 solved 20 / 19, at 16 x 4 x 1 '
+                 '16 / 16, the prior alone 15 / 18 (a prior of 1024 x 3 units trained 6000 steps: 17 / 20, 16 / 17 and '
+                 '19 / 19); with the prior on goals 5 blocks ahead (seed 0) prior+cem at 16 x 4 x 1 15, at 64 x 8 x 3 '
+                 '13, the search alone at 64 x 8 x 3 4',
 )
