@@ -140,7 +140,7 @@ push-t: $(STAMP)
 # the pairs not solved at the start, with the node's planner (the prior seeding its search), its search alone, the
 # prior alone and the paper's planner, beside random, replay and (first seed) the oracle: the same loop, the CEM
 # alone, with the simulator as its model, at a budget this machine affords; then violation of expectation.
-# Results land in out/cube/ (results.md, seedN/...).
+# Results land in out/cube/ (results.md: the rows over the seeds, then the pairs by what they ask; seedN/...).
 CUBE := out/cube
 CUBE_EVAL := --world cube --pairs $(CUBE)/heldout --episodes 50 --goal-offset 25 --budget 50 --no-progress
 cube: $(STAMP)

@@ -1,6 +1,10 @@
-"""OGBench-Cube on the simulated UR5e: action scaling and the workspace, success, the look at every size, the
-oracle, collection with sparse frames and ingest, and an evaluation smoke test (the world contract is in
-test_world_contract.py)."""
+"""OGBench-Cube on the simulated UR5e: action scaling and the workspace, success, what a pair asks, the look at
+every size, the oracle, collection with sparse frames and ingest, and an evaluation smoke test with its tables (the
+world contract is in test_world_contract.py)."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ from lewm_ros.data.clips import ClipDataset
 from lewm_ros.data.ingest import IngestConfig, ingest
 from lewm_ros.sim import make_policy, make_world
 from lewm_ros.sim.collect import CollectSettings, collect
+from lewm_ros.sim.cube import pair_kind
 from lewm_ros.sim.cube.simulator import CUBE_QPOS, cube_position
 from lewm_ros.tools.evaluate import run
 
@@ -67,6 +72,19 @@ def test_success_is_the_cube_within_4_cm_of_its_goal_position_whatever_its_orien
     state[CUBE_QPOS.start] += 0.002
     assert not world.solved(state, goal)
     np.testing.assert_array_equal(cube_position(goal), goal[14:17])
+
+
+def test_a_pair_is_named_by_what_it_asks_of_the_arm(world):
+    world.reset(seed=0)
+    resting, held = world.get_state(), world.get_state()
+    resting[14:17], held[14:17] = [0.4, 0.0, 0.02], [0.45, 0.1, 0.15]
+    nearby, elsewhere, higher = resting.copy(), resting.copy(), held.copy()
+    nearby[14] += 0.03  # within the 4 cm of success
+    elsewhere[15] += 0.2
+    higher[16] += 0.1
+    asks = [(resting, held, 'pick up'), (held, resting, 'put down'), (resting, elsewhere, 'push'),
+            (held, higher, 'carry'), (resting, nearby, 'solved at the start')]
+    assert [pair_kind(start, goal) for start, goal, _ in asks] == [kind for _, _, kind in asks]
 
 
 def test_frames_look_the_same_at_every_size_and_show_the_cube_and_the_arm(world):
@@ -133,3 +151,21 @@ def test_evaluation_reports_all_pairs_and_the_unsolved_ones(bags, tmp_path):
         world.close()
     assert unsolved['planner']['episodes'] == sum(kept)
     assert {'planner', 'oracle', 'random', 'replay'} <= set(standard)
+
+    # The results table breaks the standard pairs down by what they ask, each row over all four pairs.
+    table = subprocess.run([sys.executable, str(Path(__file__).parents[1] / 'training' / 'eval_table.py'),
+                            str(tmp_path / 'eval')], capture_output=True, text=True, check=True).stdout
+    by_kind = table[table.index('standard pairs by what they ask'):].splitlines()
+    kinds = [pair_kind(np.array(p['start']), np.array(p['goal'])) for p in standard['pairs']]
+    names = by_kind[2].strip('| ').split(' | ')[1:]
+    assert sorted(names) == sorted(set(kinds))
+    rows = {row.split(' | ')[0][2:]: row.strip(' |').split(' | ')[1:] for row in by_kind[4:] if row.startswith('| ')}
+    assert set(rows) == {'planner (eval)', 'oracle', 'random', 'replay'}
+
+    def cell(outcomes: list[bool], name: str) -> str:
+        picked = [ok for ok, kind in zip(outcomes, kinds, strict=True) if kind == name]
+        return f'{sum(picked)} of {len(picked)} ({100 * sum(picked) / len(picked):.0f}%)'
+
+    for policy, cells in rows.items():
+        outcomes = standard['planner' if policy.startswith('planner') else policy]['per_episode']
+        assert cells == [cell(outcomes, name) for name in names]

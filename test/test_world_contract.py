@@ -95,6 +95,8 @@ def test_the_world_carries_what_the_package_needs_to_know_about_it(name):
             assert 'standard' != subset_name and subset.doc
             assert any(subset.accept(world, start, goal) for start, goal in pairs), subset_name
             assert not any(subset.accept(world, start, start) for start, _ in pairs), subset_name
+        if spec.pair_kind is not None:  # a name for what each pair asks (eval_table's breakdown)
+            assert all(isinstance(kind, str) and kind for kind in (spec.pair_kind(*pair) for pair in pairs))
         states = np.array([state for state, _ in pairs])
         targets = spec.probe.targets(states)
         assert targets.shape == (len(states), len(spec.probe.names)) and np.isfinite(targets).all()

@@ -8,7 +8,9 @@ planner under its label (the folder name), then the oracle (lewm-eval --oracle),
 ceiling from the first run that has them (they do not depend on the model). Columns: the subsets, as success % with
 the 95% Wilson interval and the number of pairs; a row of several runs gives each run's success and their mean;
 where the world's benchmark has a criterion of its own (Reacher), its success rates follow.
-Runs are checked to use the same pairs, so that the rows compare like with like.
+Runs are checked to use the same pairs, so that the rows compare like with like. Where the world says what a pair
+asks of the robot (its SPEC.pair_kind: Cube's pick up, put down, ...), a second table breaks the first subset's
+successes down by it, with the same rows.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
 
 
 def _cell(entries: list[dict]) -> str:
@@ -46,6 +50,47 @@ def _planner_settings(results: dict) -> str:
     return search
 
 
+def _planner_label(label: str, group: list[dict]) -> str:
+    return f'planner ({label}, {len(group)} models)' if len(group) > 1 else f'planner ({label})'
+
+
+def _kind_cell(outcomes: list[list[bool]], picked: list[bool]) -> str:
+    """Successes among the picked pairs, one count per run, and their mean rate: '4 / 2 of 16 (19%)'."""
+    counts = [sum(ok for ok, kept in zip(run, picked, strict=True) if kept) for run in outcomes]
+    total = sum(picked)
+    rate = 100 * sum(counts) / (len(counts) * total)
+    return f"{' / '.join(map(str, counts))} of {total} ({rate:.0f}%)"
+
+
+def kinds_table(runs: dict[str, list[dict]], kinds: list[str]) -> str:
+    """The first subset's successes by what each pair asks (kinds: one per pair), rows as in ``table``."""
+    subset = next(iter(next(iter(runs.values()))[0]['subsets']))
+    names = sorted(set(kinds), key=lambda name: (-kinds.count(name), name))
+    lines = [f"| policy | {' | '.join(names)} |", '|' + '---|' * (len(names) + 1)]
+    rows = [(_planner_label(label, group), [results['subsets'][subset]['planner']['per_episode'] for results in group])
+            for label, group in runs.items()]
+    every = [results for group in runs.values() for results in group]
+    for policy in ('oracle', 'random', 'replay'):
+        source = next((r for r in every if policy in r['subsets'][subset]), None)
+        if source is not None:
+            rows.append((policy, [source['subsets'][subset][policy]['per_episode']]))
+    for label, outcomes in rows:
+        cells = ' | '.join(_kind_cell(outcomes, [kind == name for kind in kinds]) for name in names)
+        lines.append(f'| {label} | {cells} |')
+    return f'{subset} pairs by what they ask (successes per model of the pairs of that kind)\n\n' + '\n'.join(lines)
+
+
+def pair_kinds(results: dict) -> list[str] | None:
+    """What each of the first subset's pairs asks, by the world's SPEC.pair_kind; None where it has none."""
+    from lewm_ros.sim.registry import world_spec  # here: the tables themselves need only the JSON
+
+    kind = world_spec(results['world']).pair_kind
+    if kind is None:
+        return None
+    pairs = next(iter(results['subsets'].values()))['pairs']
+    return [kind(np.asarray(pair['start']), np.asarray(pair['goal'])) for pair in pairs]
+
+
 def table(runs: dict[str, list[dict]]) -> str:
     """runs: label -> the results of that planner, one per trained model."""
     first = next(iter(runs.values()))[0]
@@ -63,8 +108,7 @@ def table(runs: dict[str, list[dict]]) -> str:
     lines = [header, '|' + '---|' * (len(subsets) + 2)]
     for label, group in runs.items():
         cells = ' | '.join(_cell([results['subsets'][s]['planner'] for results in group]) for s in subsets)
-        models = f', {len(group)} models' if len(group) > 1 else ''
-        lines.append(f'| planner ({label}{models}) | {_planner_settings(group[0])} | {cells} |')
+        lines.append(f'| {_planner_label(label, group)} | {_planner_settings(group[0])} | {cells} |')
     every = [results for group in runs.values() for results in group]
     oracle = next((r['oracle_cem'] for r in every if r.get('oracle_cem')), None)
     oracle_settings = oracle and (f"CEM {oracle['samples']}x{oracle['elites']}x{oracle['iterations']} with the true "
@@ -91,6 +135,9 @@ def main(argv=None) -> None:
         text = table(runs)
     except ValueError as err:  # runs that do not compare like with like
         raise SystemExit(f'eval_table: {err}') from None
+    kinds = pair_kinds(next(iter(runs.values()))[0])
+    if kinds is not None:
+        text += '\n\n' + kinds_table(runs, kinds)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,12 @@
 """The worlds, and everything the package knows about each one.
 
 A world is one package under ``lewm_ros/sim/`` that holds its simulator, its policies and a ``SPEC``
-(``WorldSpec``): its evaluation subsets, its violation-of-expectation perturbation and probe targets, and the
-reason its evaluation planner differs from its node settings. Beside them, three parameter files:
-``planner.yaml`` (planner_node values for this world, layered by the launch file), ``sim.yaml`` (sim_node
-values) and ``train.yaml`` (``lewm-train --world NAME``). Adding a world is adding that package and one line to
-``WORLDS``; ``test/test_world_contract.py`` then checks it against the contract every world meets.
+(``WorldSpec``): its evaluation subsets and what a pair asks of the robot, its violation-of-expectation
+perturbation and probe targets, and the reason its evaluation planner differs from its node settings. Beside them,
+three parameter files: ``planner.yaml`` (planner_node values for this world, layered by the launch file),
+``sim.yaml`` (sim_node values) and ``train.yaml`` (``lewm-train --world NAME``). Adding a world is adding that
+package and one line to ``WORLDS``; ``test/test_world_contract.py`` then checks it against the contract every
+world meets.
 
 Worlds are imported on demand, so that Two-Room works on a machine without MuJoCo or pymunk.
 """
@@ -73,6 +74,8 @@ class WorldSpec:
     # the protocol's standard pairs include pairs already solved at the start (then a subset should drop them)
     pairs_start_solved: bool = False
     perturbation: Perturbation | None = None
+    # what a pair asks of the robot: (start, goal) states -> a short name; eval tables break success down by it
+    pair_kind: Callable[[np.ndarray, np.ndarray], str] | None = None
     # lewm-eval --planner tuned: these cem.* / mpc.* values over planner.yaml's, and why they differ
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
     tuned_reason: str = 'the node settings (planner.yaml) are also the tuned ones'

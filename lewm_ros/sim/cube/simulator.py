@@ -48,6 +48,11 @@ def cube_position(state) -> np.ndarray:
     return np.asarray(state)[CUBE_QPOS][:3]
 
 
+def cube_distance(state, goal) -> float:
+    """Metres between the cube's positions in two states (the task distance)."""
+    return float(np.linalg.norm(cube_position(state) - cube_position(goal)))
+
+
 class Cube(MujocoFrames, World):
     name = 'cube'
     tasks = ('single',)
@@ -92,7 +97,7 @@ class Cube(MujocoFrames, World):
 
     def goal_distance(self, state, goal) -> float:
         """Metres between the cube's positions."""
-        return float(np.linalg.norm(cube_position(state) - cube_position(goal)))
+        return cube_distance(state, goal)
 
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
         """The arm at a random pose above the table (gripper down, open), the cube at rest somewhere on it."""
