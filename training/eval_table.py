@@ -50,6 +50,15 @@ def _planner_settings(results: dict) -> str:
     return search
 
 
+def _baselines(runs: dict[str, list[dict]]) -> list[tuple[str, dict]]:
+    """(policy, the first run that has it) for the oracle, random and replay rows: they do not depend on the model."""
+    every = [results for group in runs.values() for results in group]
+    subset = next(iter(every[0]['subsets']))
+    found = ((policy, next((r for r in every if policy in r['subsets'][subset]), None))
+             for policy in ('oracle', 'random', 'replay'))
+    return [(policy, source) for policy, source in found if source is not None]
+
+
 def _planner_label(label: str, group: list[dict]) -> str:
     return f'planner ({label}, {len(group)} models)' if len(group) > 1 else f'planner ({label})'
 
@@ -69,11 +78,7 @@ def kinds_table(runs: dict[str, list[dict]], kinds: list[str]) -> str:
     lines = [f"| policy | {' | '.join(names)} |", '|' + '---|' * (len(names) + 1)]
     rows = [(_planner_label(label, group), [results['subsets'][subset]['planner']['per_episode'] for results in group])
             for label, group in runs.items()]
-    every = [results for group in runs.values() for results in group]
-    for policy in ('oracle', 'random', 'replay'):
-        source = next((r for r in every if policy in r['subsets'][subset]), None)
-        if source is not None:
-            rows.append((policy, [source['subsets'][subset][policy]['per_episode']]))
+    rows += [(policy, [source['subsets'][subset][policy]['per_episode']]) for policy, source in _baselines(runs)]
     for label, outcomes in rows:
         cells = ' | '.join(_kind_cell(outcomes, [kind == name for kind in kinds]) for name in names)
         lines.append(f'| {label} | {cells} |')
@@ -109,16 +114,16 @@ def table(runs: dict[str, list[dict]]) -> str:
     for label, group in runs.items():
         cells = ' | '.join(_cell([results['subsets'][s]['planner'] for results in group]) for s in subsets)
         lines.append(f'| {_planner_label(label, group)} | {_planner_settings(group[0])} | {cells} |')
-    every = [results for group in runs.values() for results in group]
-    oracle = next((r['oracle_cem'] for r in every if r.get('oracle_cem')), None)
-    oracle_settings = oracle and (f"CEM {oracle['samples']}x{oracle['elites']}x{oracle['iterations']} with the true "
-                                  "simulator as its model, cost on the true state")
-    for policy, settings in (('oracle', oracle_settings), ('random', 'uniform actions over the action space'),
-                             ('replay', "the episode's recorded actions from the start state")):
-        source = next((r for r in every if policy in r['subsets'][subsets[0]]), None)
-        if source is not None:
-            cells = ' | '.join(_cell([source['subsets'][s][policy]]) for s in subsets)
-            lines.append(f'| {policy} | {settings} | {cells} |')
+    for policy, source in _baselines(runs):
+        if policy == 'oracle':
+            oracle = source['oracle_cem']
+            settings = (f"CEM {oracle['samples']}x{oracle['elites']}x{oracle['iterations']} with the true simulator "
+                        'as its model, cost on the true state')
+        else:
+            settings = {'random': 'uniform actions over the action space',
+                        'replay': "the episode's recorded actions from the start state"}[policy]
+        cells = ' | '.join(_cell([source['subsets'][s][policy]]) for s in subsets)
+        lines.append(f'| {policy} | {settings} | {cells} |')
     goals = f"goal {first['goal_offset']} steps ahead" if first['goal_offset'] else 'sampled goals'
     return f"{first['world']}: {goals}, budget {first['budget']} steps, success at any step\n\n" + '\n'.join(lines)
 
